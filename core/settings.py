@@ -1,0 +1,135 @@
+"""One typed settings object, built at each entry point from an injectable environment.
+
+Nothing else in the code base reads ``os.environ``: entry points call
+``Settings.from_env(os.environ)`` and tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, url: str) -> MqttTarget:
+        """``mqtt://user:pass@host:1883`` or ``mqtts://host:8883``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise SettingsError(f"MQTT_URL must start with mqtt:// or mqtts://, got {parts.scheme or 'no'} scheme")
+        if not parts.hostname:
+            raise SettingsError("MQTT_URL has no host")
+        tls = parts.scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise SettingsError(f"MQTT_URL has a bad port: {exc}") from None
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Where things are. None means: start the embedded server (development and demo).
+    database_url: str | None = None
+    mqtt_url: str | None = None
+    data_dir: Path = Path(".slopewatch")
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    # Ingest
+    mqtt_client_id: str = field(default_factory=lambda: f"slopewatch-ingest-{socket.gethostname()}")
+    #: Shared-subscription group; several ingest workers in one group split the load.
+    #: Empty: a plain subscription (the embedded broker has no shared subscriptions).
+    mqtt_shared_group: str = "slopewatch-ingest"
+    batch_max_rows: int = 5000
+    batch_max_age_ms: int = 250
+    #: Flush before this many messages wait for their acknowledgement. Keep it at or
+    #: below the broker's in-flight limit (mosquitto: max_inflight_messages).
+    batch_max_messages: int = 500
+    max_payload_bytes: int = 256 * 1024
+    max_future_s: float = 300.0
+    dead_letter_max_bytes: int = 64 * 1024
+
+    # Analysis
+    analysis_interval_s: float = 2.0
+    analysis_window_days: float = 30.0
+    #: An alert comes down a level only after the lower level has held this long (measurement time).
+    deescalate_dwell_s: float = 6 * 3600.0
+
+    # TimescaleDB (used only where the extension is present)
+    retention_days: int | None = None
+    compress_after_days: int = 7
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
+        """Read ``DATABASE_URL``, ``MQTT_URL`` and ``SLOPEWATCH_<FIELD>`` variables."""
+        values: dict[str, Any] = {}
+        if environ.get("DATABASE_URL"):
+            values["database_url"] = environ["DATABASE_URL"]
+        if environ.get("MQTT_URL"):
+            values["mqtt_url"] = environ["MQTT_URL"]
+        for f in fields(cls):
+            key = f"SLOPEWATCH_{f.name.upper()}"
+            if key in environ and f.name not in ("database_url", "mqtt_url"):
+                values[f.name] = _convert(key, environ[key], f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.mqtt_url is not None:
+            MqttTarget.parse(self.mqtt_url)
+        if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise SettingsError("DATABASE_URL must start with postgresql://")
+        for name in ("batch_max_rows", "batch_max_age_ms", "batch_max_messages", "max_payload_bytes"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"SLOPEWATCH_{name.upper()} must be positive")
+
+    def with_(self, **changes: Any) -> Self:
+        return replace(self, **changes)
+
+
+def _convert(key: str, raw: str, typ: Any) -> Any:
+    text = str(typ)
+    try:
+        if "Path" in text:
+            return Path(raw)
+        if text.startswith("int"):
+            return None if raw == "" and "None" in text else int(raw)
+        if text.startswith("float"):
+            return float(raw)
+        if text.startswith("bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not a valid {text}") from None
+    return raw
