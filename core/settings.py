@@ -79,6 +79,12 @@ class Settings:
     #: An alert comes down a level only after the lower level has held this long (measurement time).
     deescalate_dwell_s: float = 6 * 3600.0
 
+    # Database
+    db_pool_max: int = 10
+    #: 0 turns asyncpg's prepared-statement cache off (needed behind pgbouncer or PGlite).
+    db_statement_cache_size: int = 100
+    #: auto: use TimescaleDB where the extension is available; on: require it; off: plain PostgreSQL.
+    timescaledb: str = "auto"
     # TimescaleDB (used only where the extension is present)
     retention_days: int | None = None
     compress_after_days: int = 7
@@ -107,6 +113,8 @@ class Settings:
             MqttTarget.parse(self.mqtt_url)
         if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):
             raise SettingsError("DATABASE_URL must start with postgresql://")
+        if self.timescaledb not in ("auto", "on", "off"):
+            raise SettingsError("SLOPEWATCH_TIMESCALEDB must be auto, on or off")
         for name in ("batch_max_rows", "batch_max_age_ms", "batch_max_messages", "max_payload_bytes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"SLOPEWATCH_{name.upper()} must be positive")

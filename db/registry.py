@@ -1,0 +1,166 @@
+"""Registry rows: loading the registry file into the database and reading it back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import asyncpg
+
+from core.model import SensorKind, region_level_of, region_parent
+from core.registry import RegistryDoc, sensor_channels
+from core.thresholds import THRESHOLD_QUANTITIES, ThresholdSet
+from db.pool import Conn
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    regions: int
+    mines: int
+    sites: int
+    sensors: int
+    not_in_file: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SensorRow:
+    """A sensor as the workers need it."""
+
+    id: int
+    code: str
+    mine_code: str
+    mine_id: int
+    site_id: int
+    region_code: str
+    kind: SensorKind
+    channels: tuple[str, ...]
+    interval_s: float
+    baseline: Mapping[str, float]
+    thresholds: Mapping[str, ThresholdSet]
+    site_height_m: float | None
+    crest_elevation_m: float | None
+
+
+async def load_registry(conn: Conn, reg: RegistryDoc) -> LoadReport:
+    """Upsert every region, mine, site and sensor of ``reg`` by code, in one transaction.
+
+    Nothing is deleted: rows that are no longer in the file are reported, since their
+    readings and alerts are evidence that must stay.
+    """
+    async with conn.transaction():
+        # Parents first: sort by level so a city never precedes its province.
+        for region in sorted(reg.regions, key=lambda r: (r.code[2:] != "0000", r.code[4:] != "00", r.code)):
+            await conn.execute(
+                """INSERT INTO region (code, name, level, parent_code) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name""",
+                region.code,
+                region.name,
+                region_level_of(region.code).value,
+                region_parent(region.code),
+            )
+        sensors = 0
+        seen: list[str] = []
+        for mine in reg.mines:
+            mine_id = await conn.fetchval(
+                """INSERT INTO mine (code, name, kind, region_code, evacuation) VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+                       region_code = EXCLUDED.region_code, evacuation = EXCLUDED.evacuation, updated_at = now()
+                   RETURNING id""",
+                mine.code,
+                mine.name,
+                mine.kind.value,
+                mine.region,
+                mine.evacuation,
+            )
+            for site in mine.sites:
+                site_id = await conn.fetchval(
+                    """INSERT INTO site (code, mine_id, name, kind, height_m, crest_elevation_m)
+                       VALUES ($1, $2, $3, $4, $5, $6)
+                       ON CONFLICT (code) DO UPDATE SET mine_id = EXCLUDED.mine_id, name = EXCLUDED.name,
+                           kind = EXCLUDED.kind, height_m = EXCLUDED.height_m,
+                           crest_elevation_m = EXCLUDED.crest_elevation_m, updated_at = now()
+                       RETURNING id""",
+                    site.code,
+                    mine_id,
+                    site.name,
+                    site.kind.value,
+                    site.height_m,
+                    site.crest_elevation_m,
+                )
+                rows = [
+                    (
+                        mine_id,
+                        site_id,
+                        s.code,
+                        s.kind.value,
+                        s.name,
+                        list(sensor_channels(s)),
+                        s.interval_s,
+                        json.dumps(s.baseline),
+                        json.dumps({k: v.model_dump() for k, v in s.thresholds.items()}),
+                    )
+                    for s in site.sensors
+                ]
+                await conn.executemany(
+                    """INSERT INTO sensor (mine_id, site_id, code, kind, name, channels, interval_s, baseline, thresholds)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)
+                       ON CONFLICT (mine_id, code) DO UPDATE SET site_id = EXCLUDED.site_id, kind = EXCLUDED.kind,
+                           name = EXCLUDED.name, channels = EXCLUDED.channels, interval_s = EXCLUDED.interval_s,
+                           baseline = EXCLUDED.baseline, thresholds = EXCLUDED.thresholds, updated_at = now()""",
+                    rows,
+                )
+                sensors += len(rows)
+                seen.extend(f"{mine.code}/{s.code}" for s in site.sensors)
+        existing = await conn.fetch(
+            "SELECT m.code || '/' || s.code AS key FROM sensor s JOIN mine m ON m.id = s.mine_id"
+        )
+        missing = sorted({r["key"] for r in existing} - set(seen))
+    return LoadReport(
+        regions=len(reg.regions),
+        mines=len(reg.mines),
+        sites=sum(len(m.sites) for m in reg.mines),
+        sensors=sensors,
+        not_in_file=tuple(missing),
+    )
+
+
+_SENSOR_ROWS = """
+SELECT s.id, s.code, m.code AS mine_code, s.mine_id, s.site_id, m.region_code, s.kind, s.channels,
+       s.interval_s, s.baseline::text AS baseline, s.thresholds::text AS thresholds,
+       si.height_m, si.crest_elevation_m
+FROM sensor s JOIN mine m ON m.id = s.mine_id JOIN site si ON si.id = s.site_id
+"""
+
+
+async def fetch_sensors(conn: Conn, ids: list[int] | None = None) -> list[SensorRow]:
+    if ids is None:
+        records = await conn.fetch(_SENSOR_ROWS + " ORDER BY s.id")
+    else:
+        records = await conn.fetch(_SENSOR_ROWS + " WHERE s.id = ANY($1::int[]) ORDER BY s.id", ids)
+    return [_sensor_row(r) for r in records]
+
+
+def _sensor_row(r: asyncpg.Record) -> SensorRow:
+    kind = SensorKind(r["kind"])
+    quantities = THRESHOLD_QUANTITIES[kind]
+    thresholds = {
+        name: ThresholdSet(quantities[name], v.get("blue"), v.get("yellow"), v.get("orange"), v.get("red"))
+        for name, v in json.loads(r["thresholds"]).items()
+        if name in quantities
+    }
+    return SensorRow(
+        id=r["id"],
+        code=r["code"],
+        mine_code=r["mine_code"],
+        mine_id=r["mine_id"],
+        site_id=r["site_id"],
+        region_code=r["region_code"],
+        kind=kind,
+        channels=tuple(r["channels"]),
+        interval_s=r["interval_s"],
+        baseline={k: float(v) for k, v in json.loads(r["baseline"]).items()},
+        thresholds=thresholds,
+        site_height_m=r["height_m"],
+        crest_elevation_m=r["crest_elevation_m"],
+    )
