@@ -59,6 +59,9 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    #: Port of the Prometheus /metrics endpoint of a standalone ingest or analysis worker (0: none).
+    metrics_port: int = 9108
+
     # Ingest
     mqtt_client_id: str = field(default_factory=lambda: f"slopewatch-ingest-{socket.gethostname()}")
     #: Shared-subscription group; several ingest workers in one group split the load.

@@ -1,0 +1,59 @@
+"""The FastAPI application factory. The lifespan owns the database pool unless the
+caller hands one in (the demo and tests share theirs)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from api.errors import install_error_handlers
+from api.routes import alerts, ops, readings, registry
+from core.settings import Settings
+from db.pool import open_pool
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    dsn: str | None = None,
+    pool: asyncpg.Pool | None = None,
+    metrics: CollectorRegistry | None = None,
+) -> FastAPI:
+    """Build the app. Give either ``pool`` (owned by the caller) or ``dsn`` (the app opens its own)."""
+    if pool is None and dsn is None:
+        raise ValueError("create_app needs a pool or a dsn")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if pool is not None:
+            app.state.pool = pool
+            yield
+            return
+        assert dsn is not None
+        async with open_pool(dsn, settings) as own:
+            app.state.pool = own
+            yield
+
+    app = FastAPI(
+        title="Slopewatch",
+        version="0.1.0",
+        summary="Slope and tailings-dam monitoring: registry, readings, alerts",
+        description=(
+            "Four-level networking (mine → county → city → province): every listing takes a GB/T 2260 "
+            "`region` code to narrow it to that subtree. Times are ISO 8601 with offsets; stored in UTC."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics if metrics is not None else CollectorRegistry()
+    install_error_handlers(app)
+    for module in (registry, readings, alerts):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(ops.router)
+    return app

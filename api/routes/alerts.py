@@ -1,0 +1,102 @@
+"""Alerts: listing with filters, one alert, its history."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import ConnDep
+from api.errors import BadRequest, NotFound
+from api.routes.registry import Cursor
+from api.schemas import Alert, AlertEvent, Page, decode_cursor, encode_cursor
+from api.scope import RegionQuery, scope_prefix
+from core.model import Level
+from core.wire import CODE_PATTERN
+from db import queries
+
+router = APIRouter(tags=["alerts"])
+
+
+def alert_schema(r: Any) -> Alert:
+    d = dict(r)
+    d["level"] = Level(d["level"]).label
+    d["peak_level"] = Level(d["peak_level"]).label
+    d["evidence"] = json.loads(d["evidence"])
+    return Alert(**d)
+
+
+@router.get("/alerts", response_model=Page[Alert], summary="Alerts, newest change first")
+async def list_alerts(
+    conn: ConnDep,
+    region: RegionQuery = None,
+    level: Annotated[str | None, Query(description="minimum level: blue, yellow, orange or red")] = None,
+    state: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+    mine: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
+    rule: Annotated[str | None, Query(max_length=100)] = None,
+    since: Annotated[datetime | None, Query(description="changed at or after (ISO 8601 with offset)")] = None,
+    until: Annotated[datetime | None, Query(description="changed before (ISO 8601 with offset)")] = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Page[Alert]:
+    prefix = await scope_prefix(conn, region)
+    min_level = None
+    if level is not None:
+        try:
+            min_level = int(Level.parse(level))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise BadRequest(f"{name} has no UTC offset; add Z or +08:00")
+    after = None
+    if cursor:
+        ts_text, last_id = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(str(ts_text)), int(last_id))
+        except (ValueError, TypeError):
+            raise BadRequest("cursor is not one this API issued") from None
+    rows = await queries.alerts(
+        conn,
+        prefix=prefix,
+        min_level=min_level,
+        state=state,
+        mine_code=mine,
+        rule=rule,
+        since=since,
+        until=until,
+        after=after,
+        limit=limit,
+    )
+    items = [alert_schema(r) for r in rows]
+    next_cursor = None
+    if len(items) == limit:
+        next_cursor = encode_cursor(items[-1].modified_at.isoformat(), items[-1].id)
+    return Page(items=items, next_cursor=next_cursor)
+
+
+AlertId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.get("/alerts/{alert_id}", response_model=Alert)
+async def get_alert(conn: ConnDep, alert_id: AlertId) -> Alert:
+    row = await queries.alert(conn, alert_id)
+    if row is None:
+        raise NotFound(f"alert {alert_id} does not exist")
+    return alert_schema(row)
+
+
+@router.get("/alerts/{alert_id}/events", response_model=list[AlertEvent], summary="The alert's history")
+async def alert_events(conn: ConnDep, alert_id: AlertId) -> list[AlertEvent]:
+    if await queries.alert(conn, alert_id) is None:
+        raise NotFound(f"alert {alert_id} does not exist")
+    out = []
+    for r in await queries.alert_events(conn, alert_id):
+        d = dict(r)
+        d["level"] = Level(d["level"]).label
+        d["from_level"] = Level(d["from_level"]).label if d["from_level"] is not None else None
+        d["evidence"] = json.loads(d["evidence"]) if d["evidence"] else None
+        out.append(AlertEvent(**d))
+    return out

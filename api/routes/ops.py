@@ -1,0 +1,56 @@
+"""Health, readiness, metrics and dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import asyncpg
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import ConnDep, MetricsDep, PoolDep
+from api.routes.registry import Cursor
+from api.schemas import DeadLetter, Health, Page, decode_cursor, encode_cursor
+from core.wire import RejectReason
+from db import queries
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", response_model=Health, summary="Liveness: the process answers")
+async def health() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/ready", response_model=Health, summary="Readiness: the database answers and is migrated")
+async def ready(pool: PoolDep) -> Response:
+    try:
+        async with pool.acquire(timeout=5) as conn:
+            version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        body = Health(status="unavailable", detail={"database": f"not reachable: {exc!r}"})
+        return JSONResponse(body.model_dump(), status_code=503)
+    return JSONResponse(Health(status="ok", detail={"schema_version": version}).model_dump())
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(registry: MetricsDep) -> Response:
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/dead-letters", response_model=Page[DeadLetter], summary="Rejected messages, newest first")
+async def dead_letters(
+    conn: ConnDep,
+    reason: RejectReason | None = None,
+    since: datetime | None = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Page[DeadLetter]:
+    before = int(decode_cursor(cursor, 1)[0]) if cursor else None
+    rows = await queries.dead_letters(
+        conn, reason=reason.value if reason else None, since=since, before_id=before, limit=limit
+    )
+    items = [DeadLetter(**{**dict(r), "payload": bytes(r["payload"]).decode("utf-8", errors="replace")}) for r in rows]
+    return Page(items=items, next_cursor=encode_cursor(items[-1].id) if len(items) == limit else None)

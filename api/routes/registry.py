@@ -1,0 +1,127 @@
+"""Regions, mines, sites and sensors."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import ConnDep
+from api.errors import NotFound
+from api.schemas import Mine, Page, Region, Sensor, Site, decode_cursor, encode_cursor
+from api.scope import RegionQuery, scope_prefix
+from core.model import Level, MineKind, SensorKind
+from core.wire import CODE_PATTERN
+from db import queries
+
+router = APIRouter(tags=["registry"])
+
+CodePath = Annotated[str, Path(pattern=CODE_PATTERN.pattern, max_length=64)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
+
+
+def _level(value: int | None) -> str | None:
+    return Level(value).label if value else None
+
+
+@router.get("/regions", response_model=list[Region], summary="Regions of the subtree, with mine counts")
+async def list_regions(conn: ConnDep, region: RegionQuery = None) -> list[Region]:
+    prefix = await scope_prefix(conn, region)
+    return [Region(**dict(r)) for r in await queries.regions(conn, prefix)]
+
+
+@router.get("/mines", response_model=Page[Mine], summary="Mines in a region subtree")
+async def list_mines(
+    conn: ConnDep,
+    region: RegionQuery = None,
+    kind: MineKind | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> Page[Mine]:
+    prefix = await scope_prefix(conn, region)
+    after = decode_cursor(cursor, 1)[0] if cursor else None
+    rows = await queries.mines(conn, prefix=prefix, kind=kind.value if kind else None, after=after, limit=limit)
+    items = [_mine(r) for r in rows]
+    return Page(items=items, next_cursor=encode_cursor(items[-1].code) if len(items) == limit else None)
+
+
+@router.get("/mines/{mine}", response_model=Mine)
+async def get_mine(conn: ConnDep, mine: CodePath) -> Mine:
+    row = await queries.mine(conn, mine)
+    if row is None:
+        raise NotFound(f"mine {mine!r} is not in the registry")
+    return _mine(row)
+
+
+@router.get("/mines/{mine}/sites", response_model=list[Site])
+async def list_sites(conn: ConnDep, mine: CodePath) -> list[Site]:
+    if await queries.mine(conn, mine) is None:
+        raise NotFound(f"mine {mine!r} is not in the registry")
+    return [
+        Site(**{**dict(r), "worst_open_level": _level(r["worst_open_level"])}) for r in await queries.sites(conn, mine)
+    ]
+
+
+@router.get("/sensors", response_model=Page[Sensor], summary="Sensors, filtered by region, mine, site, kind")
+async def list_sensors(
+    conn: ConnDep,
+    region: RegionQuery = None,
+    mine: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
+    site: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
+    kind: SensorKind | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 200,
+) -> Page[Sensor]:
+    prefix = await scope_prefix(conn, region)
+    after = tuple(decode_cursor(cursor, 2)) if cursor else None
+    rows = await queries.sensors(
+        conn,
+        prefix=prefix,
+        mine_code=mine,
+        site_code=site,
+        kind=kind.value if kind else None,
+        after=(str(after[0]), str(after[1])) if after else None,
+        limit=limit,
+    )
+    items = [sensor_schema(r) for r in rows]
+    last = items[-1] if items else None
+    return Page(
+        items=items,
+        next_cursor=encode_cursor(last.mine_code, last.code) if last and len(items) == limit else None,
+    )
+
+
+@router.get("/mines/{mine}/sensors/{sensor}", response_model=Sensor)
+async def get_sensor(conn: ConnDep, mine: CodePath, sensor: CodePath) -> Sensor:
+    row = await queries.sensor(conn, mine, sensor)
+    if row is None:
+        raise NotFound(f"sensor {sensor!r} is not registered under mine {mine!r}")
+    return sensor_schema(row)
+
+
+def _mine(r: object) -> Mine:
+    d = dict(r)  # type: ignore[call-overload]
+    d["worst_open_level"] = _level(d["worst_open_level"])
+    return Mine(**d)
+
+
+def sensor_schema(r: object) -> Sensor:
+    d = dict(r)  # type: ignore[call-overload]
+    last = d["last_ts"]
+    silent = last is None or time.time() - last.timestamp() > 3 * d["interval_s"]
+    return Sensor(
+        mine_code=d["mine_code"],
+        site_code=d["site_code"],
+        code=d["code"],
+        kind=d["kind"],
+        name=d["name"],
+        channels=list(d["channels"]),
+        interval_s=d["interval_s"],
+        baseline=json.loads(d["baseline"]),
+        thresholds=json.loads(d["thresholds"]),
+        last_reading_at=last,
+        silent=silent,
+    )

@@ -1,0 +1,169 @@
+"""Response and query schemas."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from api.errors import BadRequest
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
+
+
+def encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts, default=str).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, n: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("cursor is not one this API issued; start again without ?cursor=") from None
+    if not isinstance(parts, list) or len(parts) != n:
+        raise BadRequest("cursor is not one this API issued; start again without ?cursor=")
+    return parts
+
+
+class Region(BaseModel):
+    code: str
+    name: str
+    level: str
+    parent_code: str | None
+    mines: int
+
+
+class Mine(BaseModel):
+    code: str
+    name: str
+    kind: str
+    region_code: str
+    evacuation: str | None
+    sites: int
+    sensors: int
+    worst_open_level: str | None = Field(description="highest level among open alerts; null when none")
+
+
+class Site(BaseModel):
+    code: str
+    name: str
+    kind: str
+    mine_code: str
+    height_m: float | None
+    crest_elevation_m: float | None
+    sensors: int
+    worst_open_level: str | None
+
+
+class Sensor(BaseModel):
+    mine_code: str
+    site_code: str
+    code: str
+    kind: str
+    name: str | None
+    channels: list[str]
+    interval_s: float
+    baseline: dict[str, float]
+    thresholds: dict[str, dict[str, float | None]]
+    last_reading_at: datetime | None
+    silent: bool = Field(description="no reading for more than three reporting intervals")
+
+
+class LatestValue(BaseModel):
+    channel: str
+    ts: datetime
+    value: float
+    received_at: datetime
+
+
+class RawReading(BaseModel):
+    ts: datetime
+    channel: str
+    value: float
+    seq: int | None
+    received_at: datetime
+
+
+class Bucket(BaseModel):
+    bucket: datetime
+    channel: str
+    min: float
+    max: float
+    avg: float
+    n: int
+
+
+class Readings(BaseModel):
+    mine_code: str
+    sensor_code: str
+    start: datetime
+    end: datetime
+    bucket: str
+    raw: list[RawReading] | None = None
+    buckets: list[Bucket] | None = None
+    next_cursor: str | None = None
+
+
+class Alert(BaseModel):
+    id: int
+    mine_code: str
+    mine_name: str
+    site_code: str
+    sensor_code: str
+    sensor_kind: str
+    region_code: str
+    rule: str
+    rule_version: int
+    level: str
+    peak_level: str
+    state: str
+    active: bool = Field(description="false once the condition has cleared")
+    opened_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    retroactive: bool
+    forecast_failure_at: datetime | None
+    evidence: dict[str, Any]
+    explanation_en: str
+    explanation_zh: str
+    evacuation: str | None = Field(description="停产撤人 instruction, on red alerts")
+    created_at: datetime
+    modified_at: datetime
+
+
+class AlertEvent(BaseModel):
+    id: int
+    kind: str
+    level: str
+    from_level: str | None
+    at: datetime
+    recorded_at: datetime
+    retroactive: bool
+    evidence: dict[str, Any] | None
+
+
+class DeadLetter(BaseModel):
+    id: int
+    received_at: datetime
+    topic: str
+    payload: str = Field(description="payload as text (invalid UTF-8 replaced), possibly truncated")
+    payload_bytes: int
+    truncated: bool
+    reason: str
+    detail: str
+    readings_rejected: int
+    readings_accepted: int
+
+
+class Health(BaseModel):
+    status: str
+    detail: dict[str, Any] = Field(default_factory=dict)

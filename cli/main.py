@@ -1,0 +1,229 @@
+"""``slopewatch``: one entry point, one subcommand per job. ``slopewatch <command> --help``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from analytics.worker import AnalysisMetrics, AnalysisWorker
+from api.app import create_app
+from cli import runtime
+from core.registry import RegistryError, load_registry, registry_summary
+from core.settings import Settings, SettingsError
+from db.migrate import MigrationError, apply_policies, migrate
+from db.pool import DatabaseUnavailable, connect, open_pool
+from db.registry import load_registry as store_registry
+from ingest.metrics import IngestMetrics
+from ingest.service import IngestService
+
+ENV_HELP = """environment:
+  DATABASE_URL            postgresql://user:pass@host:5432/db (unset: an embedded PostgreSQL in the data directory)
+  MQTT_URL                mqtt://user:pass@host:1883 or mqtts://host:8883 (unset: an in-process broker)
+  SLOPEWATCH_<SETTING>    any setting of core/settings.py, e.g. SLOPEWATCH_API_PORT=8080, SLOPEWATCH_LOG_LEVEL=DEBUG
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slopewatch",
+        description="Slope and tailings-dam monitoring: MQTT ingest, detection, alerts, API.",
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data-dir", type=Path, help="where the embedded database keeps its files (.slopewatch)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=ENV_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    demo = add("demo", "run everything on embedded defaults with simulated sensors; one slope fails")
+    demo.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    demo.add_argument("--speed", type=float, default=None, help="simulated seconds per wall second")
+    demo.add_argument("--days", type=float, default=None, help="days of history to simulate before now")
+    demo.add_argument("--registry", type=Path, help="registry file instead of the built-in demo province")
+
+    add("ingest", "consume readings from MQTT into the database (several workers share the load)")
+    add("analyze", "run the detectors on new data and maintain alerts")
+    api = add("api", "serve the HTTP API")
+    api.add_argument("--host", help="bind address (default 127.0.0.1; SLOPEWATCH_API_HOST)")
+    api.add_argument("--port", type=int, help="port (default 8000; SLOPEWATCH_API_PORT)")
+
+    reg = add("registry", "load or check a registry file (regions, mines, sites, sensors, thresholds)")
+    reg_sub = reg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    load = reg_sub.add_parser("load", help="validate FILE and upsert it into the database")
+    load.add_argument("file", type=Path)
+    check = reg_sub.add_parser("check", help="validate FILE only")
+    check.add_argument("file", type=Path)
+
+    dbp = add("db", "database maintenance")
+    db_sub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
+
+    _add_plugin_commands(add)
+    return parser
+
+
+def _add_plugin_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    from simulators import publisher, replay
+
+    publisher.add_simulate_arguments(add("simulate", "publish simulated sensors of a registry over MQTT"))
+    replay.add_replay_arguments(add("replay", "replay a CSV of recorded readings over MQTT"))
+    try:
+        from analytics import backtest
+    except ImportError:  # the backtest module is optional while it is being built
+        return
+    backtest.add_arguments(add("backtest", "score the detectors over simulated scenario families"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ, data_dir=args.data_dir, log_level=args.log_level)
+    except SettingsError as exc:
+        print(f"slopewatch: {exc}", file=sys.stderr)
+        return 2
+    runtime.setup_logging(settings.log_level)
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except (DatabaseUnavailable, MigrationError, RegistryError) as exc:
+        print(f"slopewatch: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    command: str = args.command
+    if command == "demo":
+        from cli.demo import run_demo
+
+        return await run_demo(args, settings)
+    if command == "registry":
+        return await _registry(args, settings)
+    if command == "db":
+        return await _migrate(settings)
+    if command == "ingest":
+        return await _ingest(settings)
+    if command == "analyze":
+        return await _analyze(settings)
+    if command == "api":
+        return await _api(args, settings)
+    if command == "simulate":
+        from simulators import publisher
+
+        return await publisher.run_simulate(args, settings)
+    if command == "replay":
+        from simulators import replay
+
+        return await replay.run_replay(args, settings)
+    if command == "backtest":
+        from analytics import backtest
+
+        return backtest.run(args)
+    raise AssertionError(command)
+
+
+async def prepare_database(dsn: str, settings: Settings) -> None:
+    conn = await connect(dsn, settings)
+    try:
+        report = await migrate(conn, timescaledb=settings.timescaledb)
+        await apply_policies(
+            conn, compress_after_days=settings.compress_after_days, retention_days=settings.retention_days
+        )
+    finally:
+        await conn.close()
+    print(
+        f"database schema up to date: flavour={report.flavour} applied={len(report.applied)} "
+        f"already={report.already}"
+        + (f" timescaledb={report.timescaledb_version}" if report.timescaledb_version else ""),
+        file=sys.stderr,
+    )
+
+
+async def _migrate(settings: Settings) -> int:
+    with runtime.database(settings) as dsn:
+        await prepare_database(dsn, settings)
+    return 0
+
+
+async def _registry(args: argparse.Namespace, settings: Settings) -> int:
+    reg = load_registry(args.file)
+    summary = ", ".join(f"{v} {k}" for k, v in registry_summary(reg).items())
+    if args.registry_command == "check":
+        print(f"{args.file}: valid ({summary})")
+        return 0
+    with runtime.database(settings) as dsn:
+        await prepare_database(dsn, settings)
+        conn = await connect(dsn, settings)
+        try:
+            report = await store_registry(conn, reg)
+        finally:
+            await conn.close()
+    print(f"{args.file}: loaded ({summary})")
+    if report.not_in_file:
+        print(
+            f"note: {len(report.not_in_file)} sensor(s) in the database are not in this file and were left as they are: "
+            + ", ".join(report.not_in_file[:20])
+        )
+    return 0
+
+
+async def _run_services(
+    settings: Settings, *, make: Callable[[], list[tuple[str, Awaitable[None], Callable[[], None]]]]
+) -> int:
+    services = make()
+    runtime.on_stop_signal(lambda: [stop() for _, _, stop in services])
+    async with asyncio.TaskGroup() as tg:
+        for name, coro, _ in services:
+            tg.create_task(coro, name=name)  # type: ignore[arg-type]
+    return 0
+
+
+async def _ingest(settings: Settings) -> int:
+    registry = CollectorRegistry()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=registry)
+    with runtime.database(settings) as dsn:
+        async with runtime.broker(settings) as mqtt, open_pool(dsn, settings) as pool:
+            service = IngestService(settings, pool, mqtt, IngestMetrics(registry))
+            return await _run_services(settings, make=lambda: [("ingest", service.run(), service.stop)])
+
+
+async def _analyze(settings: Settings) -> int:
+    registry = CollectorRegistry()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=registry)
+    with runtime.database(settings) as dsn:
+        async with open_pool(dsn, settings) as pool:
+            worker = AnalysisWorker(settings, pool, AnalysisMetrics(registry))
+            return await _run_services(settings, make=lambda: [("analyze", worker.run(), worker.stop)])
+
+
+async def _api(args: argparse.Namespace, settings: Settings) -> int:
+    host = args.host or settings.api_host
+    port = args.port or settings.api_port
+    with runtime.database(settings) as dsn:
+        server = runtime.api_server(create_app(settings, dsn=dsn), host, port)
+        print(f"API on http://{host}:{port}/docs", file=sys.stderr)
+
+        def stop() -> None:
+            server.should_exit = True
+
+        return await _run_services(settings, make=lambda: [("api", server.serve(), stop)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Alert rows written by the analysis worker: one open alert per sensor and rule, every
+change an append-only event."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from core.model import Level
+from db.pool import Conn
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    id: int
+    rule: str
+    level: Level
+    peak_level: Level
+    active: bool
+    opened_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    level: Level | None
+    since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertWrite:
+    """The content of an alert at one evaluation."""
+
+    sensor_id: int
+    site_id: int
+    mine_id: int
+    region_code: str
+    rule: str
+    rule_version: int
+    level: Level
+    at: datetime
+    evidence: Mapping[str, object]
+    explanation_en: str
+    explanation_zh: str
+    forecast_failure_at: datetime | None
+    retroactive: bool
+
+
+def ts(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, tz=UTC)
+
+
+async def open_alerts(conn: Conn, sensor_id: int) -> dict[str, OpenAlert]:
+    rows = await conn.fetch(
+        """SELECT id, rule, level, peak_level, active, opened_at, updated_at FROM alert
+           WHERE sensor_id = $1 AND state <> 'closed'""",
+        sensor_id,
+    )
+    return {
+        r["rule"]: OpenAlert(
+            r["id"], r["rule"], Level(r["level"]), Level(r["peak_level"]), r["active"], r["opened_at"], r["updated_at"]
+        )
+        for r in rows
+    }
+
+
+async def pending_states(conn: Conn, sensor_id: int) -> dict[str, Pending]:
+    rows = await conn.fetch("SELECT rule, pending_level, pending_since FROM rule_state WHERE sensor_id = $1", sensor_id)
+    return {
+        r["rule"]: Pending(Level(r["pending_level"]) if r["pending_level"] is not None else None, r["pending_since"])
+        for r in rows
+    }
+
+
+async def set_pending(conn: Conn, sensor_id: int, rule: str, pending: Pending) -> None:
+    await conn.execute(
+        """INSERT INTO rule_state (sensor_id, rule, pending_level, pending_since) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (sensor_id, rule) DO UPDATE
+               SET pending_level = EXCLUDED.pending_level, pending_since = EXCLUDED.pending_since""",
+        sensor_id,
+        rule,
+        int(pending.level) if pending.level is not None else None,
+        pending.since,
+    )
+
+
+async def open_alert(conn: Conn, w: AlertWrite) -> int:
+    alert_id: int = await conn.fetchval(
+        """INSERT INTO alert (sensor_id, site_id, mine_id, region_code, rule, rule_version, level, peak_level,
+                              opened_at, updated_at, evidence, explanation_en, explanation_zh,
+                              forecast_failure_at, retroactive)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $8, $9::jsonb, $10, $11, $12, $13) RETURNING id""",
+        w.sensor_id,
+        w.site_id,
+        w.mine_id,
+        w.region_code,
+        w.rule,
+        w.rule_version,
+        int(w.level),
+        w.at,
+        json.dumps(w.evidence),
+        w.explanation_en,
+        w.explanation_zh,
+        w.forecast_failure_at,
+        w.retroactive,
+    )
+    await add_event(conn, alert_id, "opened", w.level, None, w)
+    return alert_id
+
+
+async def update_alert(conn: Conn, alert: OpenAlert, w: AlertWrite, *, kind: str | None) -> None:
+    """Refresh the alert's evidence; ``kind`` (escalated, deescalated, reactivated) records a change."""
+    await conn.execute(
+        """UPDATE alert SET level = $2, peak_level = greatest(peak_level, $2), active = true,
+                            updated_at = greatest(updated_at, $3), evidence = $4::jsonb, explanation_en = $5,
+                            explanation_zh = $6, forecast_failure_at = $7, rule_version = $8,
+                            retroactive = retroactive OR $9, modified_at = now()
+           WHERE id = $1""",
+        alert.id,
+        int(w.level),
+        w.at,
+        json.dumps(w.evidence),
+        w.explanation_en,
+        w.explanation_zh,
+        w.forecast_failure_at,
+        w.rule_version,
+        w.retroactive,
+    )
+    if kind is not None:
+        await add_event(conn, alert.id, kind, w.level, alert.level, w)
+
+
+async def clear_alert(conn: Conn, alert: OpenAlert, w: AlertWrite, *, close: bool) -> None:
+    """The condition has cleared. Low alerts close by themselves; an alert that reached
+    orange or red stays open, inactive, until a person closes it."""
+    await conn.execute(
+        """UPDATE alert SET active = false, updated_at = greatest(updated_at, $2), modified_at = now(),
+                            state = CASE WHEN $3 THEN 'closed' ELSE state END,
+                            closed_at = CASE WHEN $3 THEN $2 ELSE closed_at END
+           WHERE id = $1""",
+        alert.id,
+        w.at,
+        close,
+    )
+    await add_event(conn, alert.id, "closed" if close else "cleared", alert.level, alert.level, w)
+
+
+async def add_event(
+    conn: Conn, alert_id: int, kind: str, level: Level, from_level: Level | None, w: AlertWrite
+) -> None:
+    await conn.execute(
+        """INSERT INTO alert_event (alert_id, kind, level, from_level, at, retroactive, evidence)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)""",
+        alert_id,
+        kind,
+        int(level),
+        int(from_level) if from_level is not None else None,
+        w.at,
+        w.retroactive,
+        json.dumps(w.evidence),
+    )
+
+
+async def evaluated_to(conn: Conn, sensor_id: int) -> datetime | None:
+    value: datetime | None = await conn.fetchval("SELECT evaluated_to FROM sensor_eval WHERE sensor_id = $1", sensor_id)
+    return value
+
+
+async def mark_evaluated(conn: Conn, sensor_id: int, to: datetime) -> None:
+    await conn.execute(
+        """INSERT INTO sensor_eval (sensor_id, evaluated_to) VALUES ($1, $2)
+           ON CONFLICT (sensor_id) DO UPDATE
+               SET evaluated_to = greatest(sensor_eval.evaluated_to, EXCLUDED.evaluated_to), evaluated_at = now()""",
+        sensor_id,
+        to,
+    )
