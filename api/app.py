@@ -51,6 +51,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    if pool is not None:
+        app.state.pool = pool
     app.state.metrics = metrics if metrics is not None else CollectorRegistry()
     install_error_handlers(app)
     for module in (registry, readings, alerts):
