@@ -101,13 +101,15 @@ async def test_readings_raw_bucketed_and_latest(client: tuple[httpx.AsyncClient,
             "/api/v1/mines/M1/sensors/GN01/readings", params={**params, "limit": 40, "cursor": page["next_cursor"]}
         )
     ).json()
-    assert len(page["raw"]) + len(rest["raw"]) == 48 and rest["next_cursor"] is None
+    assert len(page["raw"]) + len(rest["raw"]) == 48
+    assert rest["next_cursor"] is None
     for bucket, n in (("1d", 2), ("6h", 8), ("1h", 48)):
         got = (await http.get("/api/v1/mines/M1/sensors/GN01/readings", params={**params, "bucket": bucket})).json()
         assert len(got["buckets"]) == n, bucket
         assert sum(b["n"] for b in got["buckets"]) == 48
     day1 = (await http.get("/api/v1/mines/M1/sensors/GN01/readings", params={**params, "bucket": "1d"})).json()
-    assert day1["buckets"][0]["max"] == 11.5 and day1["buckets"][0]["min"] == 0.0
+    assert day1["buckets"][0]["max"] == 11.5
+    assert day1["buckets"][0]["min"] == 0.0
     latest = (await http.get("/api/v1/mines/M1/sensors/GN01/latest")).json()
     assert {r["channel"]: r["value"] for r in latest} == {
         "east_mm": 23.5,
@@ -168,11 +170,13 @@ async def test_ops_endpoints(client: tuple[httpx.AsyncClient, asyncpg.Pool]) -> 
     await seed_readings(pool, hours=1)
     assert (await http.get("/health")).json()["status"] == "ok"
     ready = (await http.get("/ready")).json()
-    assert ready["status"] == "ok" and ready["detail"]["schema_version"] >= 3
+    assert ready["status"] == "ok"
+    assert ready["detail"]["schema_version"] >= 3
     dead = (await http.get("/dead-letters", params={"reason": "malformed_json"})).json()
     assert dead["items"][0]["payload"] == "{bad"
     assert (await http.get("/dead-letters", params={"reason": "bogus"})).status_code == 422
     metrics = await http.get("/metrics")
-    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
     spec = (await http.get("/openapi.json")).json()
     assert "/api/v1/alerts" in spec["paths"]

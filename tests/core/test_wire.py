@@ -28,7 +28,8 @@ def decode(doc: object, topic: str = TOPIC, **kw: object) -> object:
 def test_round_trip_many_readings() -> None:
     readings = [WireReading(NOW_US - i * 3_600_000_000, {"east_mm": 1.5 * i, "up_mm": -i}, seq=i) for i in range(5)]
     msg = decode_message(TOPIC, encode_readings(readings, mine="M1", sensor="GN01"), now_us=NOW_US)
-    assert msg.topic.mine == "M1" and msg.topic.sensor == "GN01"
+    assert msg.topic.mine == "M1"
+    assert msg.topic.sensor == "GN01"
     assert msg.readings == tuple(readings)
     assert msg.rejections == ()
 

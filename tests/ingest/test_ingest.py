@@ -81,7 +81,8 @@ async def test_duplicates_and_out_of_order_are_stored_once_in_time_order(
         latest = await conn.fetchrow("SELECT ts, value FROM sensor_latest WHERE channel = 'east_mm'")
     assert [int(r["ts"].timestamp() * 1000) for r in rows] == sorted(times)
     assert [r["value"] for r in rows] == [float(i) for i in reversed(range(10))]
-    assert latest["value"] == 0.0 and int(latest["ts"].timestamp() * 1000) == times[0]
+    assert latest["value"] == 0.0
+    assert int(latest["ts"].timestamp() * 1000) == times[0]
 
 
 async def test_each_malformed_class_is_rejected_counted_and_dead_lettered(
@@ -123,7 +124,8 @@ async def test_each_malformed_class_is_rejected_counted_and_dead_lettered(
     assert reasons == sorted([r.value for r, _, _ in bad_cases[:-1]] + ["bad_value"])
     assert all(d["detail"] for d in dead)
     oversized = next(d for d in dead if d["reason"] == "oversized_payload")
-    assert oversized["truncated"] and oversized["payload_bytes"] > 300 * 1024
+    assert oversized["truncated"]
+    assert oversized["payload_bytes"] > 300 * 1024
     assert next(d for d in dead if d["reason"] == "bad_value")["readings_accepted"] == 1
     assert stored == 2  # the good reading of the mixed message, and the one after
 
