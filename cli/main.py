@@ -77,15 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_plugin_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    from simulators import publisher, replay
+    from simulators import simulate
 
-    publisher.add_simulate_arguments(add("simulate", "publish simulated sensors of a registry over MQTT"))
-    replay.add_replay_arguments(add("replay", "replay a CSV of recorded readings over MQTT"))
+    simulate.add_simulate_arguments(add("simulate", "publish simulated sensors of a registry over MQTT"))
     try:
-        from analytics import backtest
-    except ImportError:  # the backtest module is optional while it is being built
-        return
-    backtest.add_arguments(add("backtest", "score the detectors over simulated scenario families"))
+        from simulators import replay  # type: ignore[attr-defined,unused-ignore]
+
+        replay.add_replay_arguments(add("replay", "replay a CSV of recorded readings over MQTT"))
+    except ImportError:
+        pass
+    try:
+        from analytics import backtest  # type: ignore[attr-defined,unused-ignore]
+
+        backtest.add_arguments(add("backtest", "score the detectors over simulated scenario families"))
+    except ImportError:
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,9 +128,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if command == "api":
         return await _api(args, settings)
     if command == "simulate":
-        from simulators import publisher
+        from simulators import simulate
 
-        return await publisher.run_simulate(args, settings)
+        return await simulate.run_simulate(args, settings)
     if command == "replay":
         from simulators import replay
 
@@ -185,7 +191,12 @@ async def _run_services(
     settings: Settings, *, make: Callable[[], list[tuple[str, Awaitable[None], Callable[[], None]]]]
 ) -> int:
     services = make()
-    runtime.on_stop_signal(lambda: [stop() for _, _, stop in services])
+
+    def stop_all() -> None:
+        for _, _, stop in services:
+            stop()
+
+    runtime.on_stop_signal(stop_all)
     async with asyncio.TaskGroup() as tg:
         for name, coro, _ in services:
             tg.create_task(coro, name=name)  # type: ignore[arg-type]

@@ -1,0 +1,256 @@
+"""The analysis worker: the one I/O shell around the pure detectors.
+
+It picks up sensors with new data (``sensor_dirty``, written by ingest in the same
+transaction as the readings), loads each one's window, runs the detectors, and turns
+their conclusions into alerts. It also sweeps all sensors periodically so that a
+sensor that falls silent is noticed although it sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from analytics import evaluate_sensor
+from analytics.alarm import decide
+from analytics.types import RuleResult, SensorSpec, SensorWindow
+from core.model import Level
+from core.settings import Settings
+from db import alerts as store
+from db.pool import Conn
+from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
+from db.registry import SensorRow, fetch_sensors
+
+logger = logging.getLogger(__name__)
+
+#: Alerts that reached this level need a person to close them, even after the condition clears.
+CLOSE_BY_HAND_FROM = Level.ORANGE
+
+
+class AnalysisMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.evaluations = Counter("slopewatch_analysis_evaluations", "sensor evaluations", registry=registry)
+        self.alert_changes = Counter(
+            "slopewatch_analysis_alert_changes", "alert changes by kind", ["kind"], registry=registry
+        )
+        self.cycle_seconds = Histogram("slopewatch_analysis_cycle_seconds", "one analysis cycle", registry=registry)
+        self.errors = Counter("slopewatch_analysis_errors", "failed cycles (retried)", registry=registry)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    sensors: int
+    changes: int
+
+
+def spec_of(row: SensorRow) -> SensorSpec:
+    return SensorSpec(
+        sensor_id=row.id,
+        code=row.code,
+        kind=row.kind,
+        channels=row.channels,
+        interval_s=row.interval_s,
+        baseline=row.baseline,
+        thresholds=row.thresholds,
+        site_height_m=row.site_height_m,
+        crest_elevation_m=row.crest_elevation_m,
+    )
+
+
+def build_window(records: list[asyncpg.Record], channels: tuple[str, ...], now_s: float) -> SensorWindow:
+    """Rows (channel, t_s, value) of one sensor, ordered by time, to aligned arrays."""
+    times = np.fromiter((r["t_s"] for r in records), dtype=np.float64, count=len(records))
+    t_s = np.unique(times)
+    index = np.searchsorted(t_s, times)
+    values = {ch: np.full(t_s.shape, np.nan) for ch in channels}
+    by_channel: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        by_channel[r["channel"]].append(i)
+    for ch, rows in by_channel.items():
+        if ch in values:
+            sel = np.asarray(rows, dtype=np.intp)
+            values[ch][index[sel]] = np.fromiter((records[i]["value"] for i in rows), dtype=np.float64, count=len(rows))
+    return SensorWindow(t_s=t_s, values=values, now_s=now_s)
+
+
+class AnalysisWorker:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, metrics: AnalysisMetrics) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._metrics = metrics
+        self._sensors: dict[int, SensorRow] = {}
+        self._sensors_loaded = float("-inf")
+        self._last_sweep = float("-inf")
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        logger.info("analysis worker started interval_s=%.1f", self._settings.analysis_interval_s)
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                await self.cycle()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self._metrics.errors.inc()
+                logger.error("analysis cycle failed error=%r; retrying", exc)
+            self._metrics.cycle_seconds.observe(time.monotonic() - started)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._settings.analysis_interval_s)
+        logger.info("analysis worker stopped")
+
+    async def cycle(self, *, now_s: float | None = None) -> CycleReport:
+        """Evaluate every sensor with new data, and every sensor once a minute for silence."""
+        now = time.time() if now_s is None else now_s
+        await self._refresh_sensors()
+        evaluated = 0
+        changes = 0
+        while True:
+            async with self._pool.acquire() as conn:
+                dirty = await dirty_sensors(conn, limit=200)
+            if not dirty:
+                break
+            changes += await self._evaluate(dirty, now)
+            evaluated += len(dirty)
+            async with self._pool.acquire() as conn:
+                await clear_dirty(conn, dirty)
+            if len(dirty) < 200:
+                break
+        if time.monotonic() - self._last_sweep >= 60.0:
+            self._last_sweep = time.monotonic()
+            changes += await self._sweep(now)
+        return CycleReport(evaluated, changes)
+
+    async def _refresh_sensors(self) -> None:
+        if time.monotonic() - self._sensors_loaded < 30.0:
+            return
+        async with self._pool.acquire() as conn:
+            self._sensors = {row.id: row for row in await fetch_sensors(conn)}
+        self._sensors_loaded = time.monotonic()
+
+    async def _evaluate(self, dirty: list[DirtySensor], now_s: float) -> int:
+        window = timedelta(days=self._settings.analysis_window_days)
+        known = [d for d in dirty if d.sensor_id in self._sensors]
+        if not known:
+            return 0
+        since = min(d.max_ts for d in known) - window
+        async with self._pool.acquire() as conn:
+            rows = await fetch_windows(conn, [d.sensor_id for d in known], since)
+        by_sensor: dict[int, list[asyncpg.Record]] = defaultdict(list)
+        for r in rows:
+            by_sensor[r["sensor_id"]].append(r)
+        changes = 0
+        for d in known:
+            row = self._sensors[d.sensor_id]
+            records = [r for r in by_sensor.get(d.sensor_id, []) if r["t_s"] >= (d.max_ts - window).timestamp()]
+            if not records:
+                continue
+            # Data has just arrived: the sensor is not silent, whatever its measurement times
+            # (a backlog after an outage is old but fresh). The clock is its newest reading.
+            results = evaluate_sensor(spec_of(row), build_window(records, row.channels, records[-1]["t_s"]))
+            self._metrics.evaluations.inc()
+            async with self._pool.acquire() as conn, conn.transaction():
+                done_to = await store.evaluated_to(conn, row.id)
+                retroactive = done_to is not None and d.min_ts <= done_to
+                changes += await self._apply(conn, row, results, retroactive=retroactive)
+                await store.mark_evaluated(conn, row.id, d.max_ts)
+        return changes
+
+    async def _sweep(self, now_s: float) -> int:
+        """Silence: evaluate the health rules of sensors whose newest reading is old."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT s.id, max(l.ts) AS last, max(l.received_at) AS received
+                   FROM sensor s LEFT JOIN sensor_latest l ON l.sensor_id = s.id GROUP BY s.id"""
+            )
+        changes = 0
+        for r in rows:
+            row = self._sensors.get(r["id"])
+            if row is None or r["last"] is None:
+                continue
+            # Silence is about reception: a link that delivers a backlog is not silent. The
+            # sensor's clock is its newest measurement plus the time since anything arrived.
+            quiet_s = max(0.0, now_s - r["received"].timestamp())
+            if quiet_s < 2 * row.interval_s:
+                continue  # heard from recently: the evaluation on arrival covered it
+            clock_s = r["last"].timestamp() + quiet_s
+            async with self._pool.acquire() as conn:
+                since = r["last"] - timedelta(seconds=10 * row.interval_s)
+                records = await fetch_windows(conn, [row.id], since)
+                results = evaluate_sensor(spec_of(row), build_window(records, row.channels, clock_s))
+                health = tuple(res for res in results if res.rule.startswith("health.silent"))
+                async with conn.transaction():
+                    changes += await self._apply(conn, row, health, retroactive=False)
+        return changes
+
+    async def _apply(self, conn: Conn, row: SensorRow, results: tuple[RuleResult, ...], *, retroactive: bool) -> int:
+        open_now = await store.open_alerts(conn, row.id)
+        pending = await store.pending_states(conn, row.id)
+        changes = 0
+        for res in results:
+            current = open_now.get(res.rule)
+            cur_level = current.level if current is not None and current.active else None
+            cur_since = current.updated_at.timestamp() if current is not None else None
+            pend = pending.get(res.rule)
+            pend_since = pend.since.timestamp() if pend is not None and pend.since is not None else None
+            decision = decide(cur_level, cur_since, pend_since, res, dwell_s=self._settings.deescalate_dwell_s)
+            write = store.AlertWrite(
+                sensor_id=row.id,
+                site_id=row.site_id,
+                mine_id=row.mine_id,
+                region_code=row.region_code,
+                rule=res.rule,
+                rule_version=res.rule_version,
+                level=decision.level,
+                at=store.ts(res.at_s),
+                evidence=res.evidence,
+                explanation_en=res.explanation_en,
+                explanation_zh=res.explanation_zh,
+                forecast_failure_at=store.ts(res.forecast_failure_s) if res.forecast_failure_s else None,
+                retroactive=retroactive,
+            )
+            new_pending = store.Pending(
+                res.level if decision.pending_since_s is not None else None,
+                store.ts(decision.pending_since_s) if decision.pending_since_s is not None else None,
+            )
+            if pend != new_pending and not (pend is None and new_pending.since is None):
+                await store.set_pending(conn, row.id, res.rule, new_pending)
+            action = decision.action
+            if action == "open":
+                if current is not None:
+                    # Open but inactive (cleared, waiting for a person): the condition is back.
+                    await store.update_alert(conn, current, write, kind="reactivated")
+                else:
+                    await store.open_alert(conn, write)
+            elif action in ("escalate", "deescalate"):
+                assert current is not None
+                await store.update_alert(conn, current, write, kind=f"{action}d")
+            elif action == "refresh" and current is not None:
+                await store.update_alert(conn, current, write, kind=None)
+                continue
+            elif action == "clear" and current is not None and current.active:
+                await store.clear_alert(conn, current, write, close=current.peak_level < CLOSE_BY_HAND_FROM)
+            else:
+                continue
+            changes += 1
+            self._metrics.alert_changes.labels(action).inc()
+            logger.info(
+                "alert %s sensor=%s/%s rule=%s level=%s retroactive=%s",
+                action,
+                row.mine_code,
+                row.code,
+                res.rule,
+                decision.level.label,
+                retroactive,
+            )
+        return changes
