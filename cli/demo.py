@@ -51,7 +51,9 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             worker = AnalysisWorker(settings, pool, AnalysisMetrics(metrics))
             server = runtime.api_server(create_app(settings, pool=pool, metrics=metrics), "127.0.0.1", args.port)
             failing = [DEMO_FAILING_SENSOR] if not args.registry else []
-            simulation = build_simulation(reg, mqtt, days=days, speed=speed, fail=failing, seed=7)
+            # Gateways batch: an hour of readings per message keeps the in-process broker (about
+            # 1,000 messages/s) from limiting the replay.
+            simulation = build_simulation(reg, mqtt, days=days, speed=speed, fail=failing, seed=7, upload_s=3600.0)
             stopped = asyncio.Event()
 
             def stop() -> None:
