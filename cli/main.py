@@ -77,15 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_plugin_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    from simulators import simulate
+    from simulators import replay, simulate
 
     simulate.add_simulate_arguments(add("simulate", "publish simulated sensors of a registry over MQTT"))
-    try:
-        from simulators import replay  # type: ignore[attr-defined,unused-ignore]
-
-        replay.add_replay_arguments(add("replay", "replay a CSV of recorded readings over MQTT"))
-    except ImportError:
-        pass
+    replay.add_replay_arguments(add("replay", "replay a CSV of recorded readings over MQTT"))
     try:
         from analytics import backtest  # type: ignore[attr-defined,unused-ignore]
 

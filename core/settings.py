@@ -86,6 +86,9 @@ class Settings:
     db_pool_max: int = 10
     #: 0 turns asyncpg's prepared-statement cache off (needed behind pgbouncer or PGlite).
     db_statement_cache_size: int = 100
+    #: Set on every pooled connection when it is handed out (for servers or poolers whose
+    #: session reset loses it). Unset: the server's default.
+    db_search_path: str | None = None
     #: auto: use TimescaleDB where the extension is available; on: require it; off: plain PostgreSQL.
     timescaledb: str = "auto"
     # TimescaleDB (used only where the extension is present)

@@ -57,9 +57,18 @@ async def connect(dsn: str, settings: Settings) -> asyncpg.Connection:
 
 @contextlib.asynccontextmanager
 async def open_pool(dsn: str, settings: Settings, *, min_size: int = 1) -> AsyncIterator[asyncpg.Pool]:
+    setup = None
+    if settings.db_search_path:
+        statement = f"SET search_path TO {settings.db_search_path}"
+
+        async def set_search_path(conn: PoolConnectionProxy) -> None:
+            await conn.execute(statement)
+
+        setup = set_search_path
     try:
         pool = await asyncpg.create_pool(
             dsn,
+            setup=setup,
             min_size=min(min_size, settings.db_pool_max),
             max_size=settings.db_pool_max,
             statement_cache_size=settings.db_statement_cache_size,
