@@ -157,3 +157,38 @@ async def test_unacknowledged_messages_are_redelivered_after_a_crash(
         await asyncio.wait_for(task2, 15)
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(DISTINCT ts) FROM reading") == 20
+
+
+async def test_two_workers_in_a_shared_subscription_split_the_load(
+    loaded_dsn: str, settings: Settings, mosquitto: Mosquitto
+) -> None:
+    group = f"g{uuid.uuid4().hex[:6]}"
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    async with open_pool(loaded_dsn, settings) as pool:
+        workers = [
+            IngestService(
+                settings.with_(mqtt_shared_group=group, mqtt_client_id=f"{group}-w{i}"),
+                pool,
+                mosquitto.target,
+                IngestMetrics(registries[i]),
+            )
+            for i in range(2)
+        ]
+        tasks = [asyncio.create_task(w.run()) for w in workers]
+        for w in workers:
+            await asyncio.wait_for(w.connected.wait(), 10)
+        topic = readings_topic("M1", "GN01")
+        await publish(mosquitto, [(topic, json.dumps(gnss(NOW_MS - k * 60_000, k)).encode()) for k in range(200)])
+
+        def received(i: int) -> float:
+            return sample(registries[i], "slopewatch_ingest_messages_received_total")
+
+        await wait_for(lambda: received(0) + received(1) == 200)
+        await wait_for(lambda: sum(sample(r, "slopewatch_ingest_readings_stored_total") for r in registries) == 600)
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks)
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(DISTINCT ts) FROM reading") == 200
+    assert received(0) > 0
+    assert received(1) > 0
