@@ -154,9 +154,9 @@ def mosquitto() -> Iterator[Mosquitto]:
         broker.stop()
 
 
-async def wait_for(predicate: object, *, timeout: float = 20.0, interval: float = 0.05) -> None:
+async def wait_for(predicate: object, *, within_s: float = 20.0, interval: float = 0.05) -> None:
     """Poll an async or sync predicate until it is truthy."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     while True:
         result = predicate()  # type: ignore[operator]
         if asyncio.iscoroutine(result):
@@ -164,7 +164,7 @@ async def wait_for(predicate: object, *, timeout: float = 20.0, interval: float 
         if result:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
+            raise TimeoutError(f"condition not met within {within_s} s")
         await asyncio.sleep(interval)
 
 

@@ -56,7 +56,7 @@ async def test_creep_to_failure_raises_a_red_alert_visible_through_the_api(
             def stored() -> float:
                 return metrics.get_sample_value("slopewatch_ingest_readings_stored_total") or 0.0
 
-            await wait_for(lambda: stored() >= expected_values, timeout=60)
+            await wait_for(lambda: stored() >= expected_values, within_s=60)
             app = create_app(settings, pool=pool, metrics=metrics)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
 
@@ -64,7 +64,7 @@ async def test_creep_to_failure_raises_a_red_alert_visible_through_the_api(
                     items = (await http.get("/api/v1/alerts", params={"mine": "M1", "level": "red"})).json()["items"]
                     return any(a["sensor_code"] == "GN01" for a in items)
 
-                await wait_for(red_alert, timeout=60, interval=0.3)
+                await wait_for(red_alert, within_s=60, interval=0.3)
                 ingest.stop()
                 worker.stop()
                 alerts = (await http.get("/api/v1/alerts", params={"mine": "M1", "state": "open"})).json()["items"]
