@@ -1,0 +1,463 @@
+"""The headline detector: is a displacement series accelerating (criterion (八)3)?
+
+Pipeline for one displacement component (horizontal magnitude, vertical, crack
+width, one inclinometer depth), all numpy:
+
+1. split at gaps (:mod:`analytics.segments`), estimate the white noise from the
+   sensor's own readings (:mod:`analytics.noise`), drop Hampel spikes
+   (:mod:`analytics.despike`);
+2. straight-line fits to consecutive 12-hour blocks (:mod:`analytics.smoothing`):
+   independent block velocities, their errors scaled up for noise correlated over
+   hours; the current velocity from the trailing day, with its standard error;
+3. velocity trend: Mann–Kendall on the prewhitened block velocities of the last
+   week, one-sided, with the Theil–Sen rate of change (:mod:`analytics.kendall`);
+4. displacement curvature: steady creep then Voight's law fitted to binned
+   displacement (:mod:`analytics.voight`), tested against steady creep; its onset
+   is the deliberate start of the accelerating window and its failure time the
+   forecast; the classic ``1/v`` line over the same window is reported too
+   (:mod:`analytics.inverse_velocity`);
+5. improved tangent angle of the current velocity's lower 95 % bound against v0
+   (:mod:`analytics.tangent`).
+
+Level: acceleration is significant when the two tests agree, one of them strongly.
+Then blue while the speed is below a velocity floor, else the tangent angle's level,
+raised by a reliable forecast of failure within 7 days (orange) or 3 days (red).
+Red needs acceleration sustained for ``min_accel_s`` and a current speed above
+``red_floor_mm_per_day``: rain- or drawdown-driven bursts speed up for hours to a
+couple of days, at modest speed, then stop again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtr
+
+from analytics._arrays import DAY_S, HOUR_S, FloatArray, IntArray
+from analytics.despike import hampel
+from analytics.inverse_velocity import InverseVelocityFit, fit_inverse_velocity
+from analytics.kendall import MannKendall, mann_kendall, prewhitened, theil_sen
+from analytics.noise import interpolation_residuals, velocity_noise, white_noise_sigma
+from analytics.segments import segment_ids
+from analytics.smoothing import (
+    Blocks,
+    TrailingQuadratic,
+    bin_means,
+    block_fits,
+    trailing_line,
+    trailing_quadratic,
+)
+from analytics.tangent import level_of_angle, tangent_angle_deg
+from analytics.voight import VoightFit, fit_voight
+from core.model import Level
+
+Evidence = dict[str, float | int | str | bool | list[float] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class AccelerationParams:
+    """Tuning of the acceleration detector; defaults suit hourly GNSS (noise 1–6 mm)."""
+
+    block_s: float = 12 * HOUR_S
+    test_window_s: float = 7 * DAY_S
+    min_blocks: int = 6
+    gap_intervals: float = 4.0
+    spike_sigma: float = 5.0
+    current_window_s: float = 24 * HOUR_S
+    bin_s: float = 3 * HOUR_S
+    coarse_bin_s: float = 12 * HOUR_S
+    fine_span_s: float = 10 * DAY_S
+    fit_window_s: float = 30 * DAY_S
+    #: Significance: strong (p_mk_strong or p_fit_strong) in one test, weak support in the other.
+    p_mk_strong: float = 0.01
+    p_mk_weak: float = 0.2
+    p_fit_strong: float = 1e-3
+    p_fit_weak: float = 0.05
+    #: No yellow or above below this current velocity (lower 95 % bound), mm/day.
+    v_floor_mm_per_day: float = 1.0
+    #: No forecast-based orange below this current velocity (lower 95 % bound), mm/day.
+    orange_floor_mm_per_day: float = 2.0
+    #: No red below this current velocity (lower 95 % bound), mm/day.
+    red_floor_mm_per_day: float = 4.0
+    #: v0 is never taken below this, so a stable slope's v0 ≈ 0 does not make any movement 90°.
+    v0_floor_mm_per_day: float = 0.5
+    min_accel_s: float = 2 * DAY_S
+    red_ttf_s: float = 3 * DAY_S
+    orange_ttf_s: float = 7 * DAY_S
+    max_forecast_s: float = 30 * DAY_S
+    #: A forecast gives red (orange) only if its upper 95 % bound is within this many
+    #: times the red (orange) horizon.
+    interval_factor: float = 2.0
+    #: An orange or red forecast must be confirmed by a fit to the data up to this long ago.
+    consistency_lag_s: float = 12 * HOUR_S
+    #: ... to within this fraction of the current time to failure.
+    consistency_rel: float = 0.7
+    #: Trailing window of the parabola that tells whether the movement is slowing down now.
+    decel_window_s: float = 48 * HOUR_S
+
+
+DEFAULT_PARAMS = AccelerationParams()
+
+
+@dataclass(frozen=True, slots=True)
+class Acceleration:
+    """What the detector found for one component. Velocities are oriented: positive is
+    the direction the component moved over the test window (``direction`` = ±1 of the
+    input). ``reason`` is one English phrase."""
+
+    level: Level
+    at_s: float
+    reason: str
+    window_from_s: float
+    window_to_s: float
+    n_readings: int
+    n_spikes: int = 0
+    sigma: float = math.nan
+    noise_factor: float = math.nan
+    direction: int = 1
+    value_now: float = math.nan
+    v_now_per_day: float = math.nan
+    v_now_se_per_day: float = math.nan
+    mk: MannKendall | None = None
+    r1: float = math.nan
+    accel_per_day2: float = math.nan
+    v0_per_day: float = math.nan
+    v0_used_per_day: float = math.nan
+    alpha_deg: float = math.nan
+    onset_s: float | None = None
+    voight: VoightFit | None = None
+    inverse: InverseVelocityFit | None = None
+    forecast_reliable: bool = False
+    earlier_forecast_s: float | None = None
+    recent: TrailingQuadratic | None = None
+    blocks: Blocks | None = None
+
+    @property
+    def forecast_failure_s(self) -> float | None:
+        """Forecast failure time (epoch s) when the fit is reliable and the level is yellow or above."""
+        if not self.forecast_reliable or self.voight is None or self.level < Level.YELLOW:
+            return None
+        return self.at_s + self.voight.ttf_s
+
+    @property
+    def velocity_lower_per_day(self) -> float:
+        return self.v_now_per_day - 1.96 * self.v_now_se_per_day
+
+    def evidence(self, params: AccelerationParams = DEFAULT_PARAMS) -> Evidence:
+        """JSON-safe numbers behind the level (non-finite floats become None)."""
+        ev: Evidence = {
+            "method": "prewhitened Mann-Kendall on 12 h block velocities + two-phase Voight (inverse velocity) "
+            "fit to displacement + improved tangent angle",
+            "reason": self.reason,
+            "window_from_s": _f(self.window_from_s),
+            "window_to_s": _f(self.window_to_s),
+            "n_readings": self.n_readings,
+            "n_spikes_dropped": self.n_spikes,
+            "noise_sigma_mm": _f(self.sigma),
+            "velocity_noise_factor": _f(self.noise_factor),
+            "direction": self.direction,
+            "value_mm": _f(self.value_now),
+            "velocity_mm_per_day": _f(self.v_now_per_day),
+            "velocity_se_mm_per_day": _f(self.v_now_se_per_day),
+            "velocity_lower95_mm_per_day": _f(self.velocity_lower_per_day),
+            "velocity_window_h": params.current_window_s / HOUR_S,
+            "v0_mm_per_day": _f(self.v0_per_day),
+            "v0_used_mm_per_day": _f(self.v0_used_per_day),
+            "tangent_angle_deg": _f(self.alpha_deg),
+            "acceleration_mm_per_day2": _f(self.accel_per_day2),
+            "lag1_autocorrelation": _f(self.r1),
+            "onset_s": _f(self.onset_s),
+            "forecast_reliable": self.forecast_reliable,
+            "earlier_forecast_s": _f(self.earlier_forecast_s),
+        }
+        if self.recent is not None:
+            ev.update(
+                recent_accel_mm_per_day2=_f(self.recent.accel_per_day2),
+                recent_accel_se_mm_per_day2=_f(self.recent.accel_se_per_day2),
+                recent_window_h=params.decel_window_s / HOUR_S,
+            )
+        if self.mk is not None:
+            ev.update(mk_s=self.mk.s, mk_n=self.mk.n, mk_z=_f(self.mk.z), mk_p=_f(self.mk.p_increasing))
+        if self.voight is not None:
+            v = self.voight
+            ev.update(
+                voight_p=_f(v.p_accel),
+                voight_improvement=_f(v.improvement),
+                voight_ttf_h=_f(v.ttf_s / HOUR_S),
+                voight_ttf_lower_h=_f(v.lower_ttf_s / HOUR_S),
+                voight_ttf_upper_h=None if v.upper_ttf_s is None else _f(v.upper_ttf_s / HOUR_S),
+                voight_onset_age_h=_f(v.onset_age_s / HOUR_S),
+                voight_b_mm=_f(v.b_mm),
+                voight_n_eff=_f(v.n_eff),
+                inverse_velocity_a_day_per_mm=_f(v.a_day_per_mm),
+                inverse_velocity_b_per_mm=_f(v.b_per_mm),
+            )
+        if self.inverse is not None:
+            f = self.inverse
+            ev.update(
+                inverse_velocity_line_forecast_s=_f(f.forecast_s),
+                inverse_velocity_line_r2=_f(f.r2),
+                inverse_velocity_line_n=f.n,
+                inverse_velocity_line_reason=f.reason,
+            )
+        if self.blocks is not None and len(self.blocks):
+            b = self.blocks
+            recent = b.t_mid_s >= self.window_to_s - params.test_window_s
+            ev["block_h"] = params.block_s / HOUR_S
+            ev["block_t_s"] = np.round(b.t_mid_s[recent], 1).tolist()
+            ev["block_velocity_mm_per_day"] = np.round(b.velocity_per_day[recent] * self.direction, 4).tolist()
+        return ev
+
+
+def _f(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def assess_acceleration(
+    t_s: FloatArray, disp: FloatArray, *, interval_s: float, params: AccelerationParams = DEFAULT_PARAMS
+) -> Acceleration:
+    """Judge whether ``disp`` is accelerating.
+
+    t_s: (n,) strictly increasing measurement times, epoch s. disp: (n,) displacement
+    in mm (NaN where missing), any constant offset. interval_s: the sensor's nominal
+    sampling interval, s, which sets what counts as a gap (``gap_intervals`` of them).
+    """
+    p = params
+    ok = np.isfinite(disp)
+    t = t_s[ok]
+    x = disp[ok]
+    n0 = int(t.size)
+    t_last = float(t[-1]) if n0 else (float(t_s[-1]) if t_s.size else math.nan)
+    t_first = float(t[0]) if n0 else math.nan
+    if n0 < 3:
+        return Acceleration(Level.NONE, t_last, f"only {n0} readings", t_first, t_last, n0)
+
+    seg = segment_ids(t, max_gap_s=p.gap_intervals * interval_s)
+    resid = interpolation_residuals(t, x, seg)
+    sigma = white_noise_sigma(resid)
+    if not math.isfinite(sigma) or sigma <= 0:
+        finite = resid[np.isfinite(resid)]
+        sigma = max(float(np.max(np.abs(finite))) if finite.size else 0.0, 1e-6)
+    spikes = hampel(t, x, seg, resid, sigma=sigma, n_sigma=p.spike_sigma).is_spike
+    n_spikes = int(np.count_nonzero(spikes))
+    if n_spikes:
+        keep = ~spikes
+        t, x, seg = t[keep], x[keep], seg[keep]
+
+    blocks = block_fits(t, x, seg, block_s=p.block_s, sigma=sigma)
+    factor = velocity_noise(blocks.velocity_per_day, blocks.velocity_se_per_day)
+    se_blocks = blocks.velocity_se_per_day * factor
+    # The current velocity's error is calibrated on blocks of its own length: noise
+    # correlated over hours inflates a day's velocity by a different factor than 12 h.
+    day_blocks = block_fits(t, x, seg, block_s=p.current_window_s, sigma=sigma)
+    factor_now = velocity_noise(day_blocks.velocity_per_day, day_blocks.velocity_se_per_day)
+    cur = trailing_line(t, x, seg, window_s=p.current_window_s, sigma=sigma)
+    value_now = cur.value
+    v_now = cur.velocity_per_day
+    se_now = cur.velocity_se_per_day * factor_now
+    if not math.isfinite(v_now) and len(blocks):
+        # the newest segment is too short for a trailing fit: fall back on the newest block
+        v_now, se_now = float(blocks.velocity_per_day[-1]), float(se_blocks[-1])
+
+    recent = blocks.t_mid_s >= t_last - p.test_window_s
+    n_recent = int(np.count_nonzero(recent))
+    base = Acceleration(
+        Level.NONE,
+        t_last,
+        "",
+        t_first,
+        t_last,
+        int(t.size),
+        n_spikes=n_spikes,
+        sigma=sigma,
+        noise_factor=factor,
+        value_now=value_now,
+        v_now_per_day=v_now,
+        v_now_se_per_day=se_now,
+        blocks=blocks,
+    )
+    if n_recent < p.min_blocks:
+        return _replace(base, reason=f"only {n_recent} usable {p.block_s / HOUR_S:.0f}-hour blocks in the last week")
+
+    v_recent = blocks.velocity_per_day[recent]
+    t_recent_d = (blocks.t_mid_s[recent] - t_last) / DAY_S
+    # Orientation: judge acceleration in the direction the component is moving.
+    direction = 1 if float(np.sum(v_recent)) >= 0 else -1
+    v_all = blocks.velocity_per_day * direction
+    v_recent = v_recent * direction
+    v_now *= direction
+    # Which readings share a block changes the block velocities a lot when they are
+    # noisy; the trend test averages two block phases, half a block apart. The mean of
+    # two correlated unit normal scores has variance ≤ 1: the p-value stays conservative.
+    shifted = block_fits(t, x, seg, block_s=p.block_s, sigma=sigma, end_s=t_last - p.block_s / 2)
+    recent2 = shifted.t_mid_s >= t_last - p.test_window_s
+    mk1, r1, accel1 = _trend(t_recent_d, v_recent)
+    mk2, _, accel2 = _trend((shifted.t_mid_s[recent2] - t_last) / DAY_S, shifted.velocity_per_day[recent2] * direction)
+    z = 0.5 * (mk1.z + mk2.z)
+    mk = MannKendall(mk1.s, mk1.var_s, z, float(ndtr(-z)), mk1.tau, mk1.n)
+    accel = 0.5 * (accel1 + accel2) if math.isfinite(accel2) else accel1
+    v_low = v_now - 1.96 * se_now
+    quad = trailing_quadratic(t, x * direction, seg, window_s=p.decel_window_s, sigma=sigma * factor_now)
+    decelerating = quad.accel_per_day2 + 1.96 * quad.accel_se_per_day2 < 0
+
+    # The displacement fit is the costly step; it can only matter when the velocity
+    # trend gives at least weak support, so a quiet sensor skips it.
+    vfit: VoightFit | None = None
+    if mk.p_increasing < p.p_mk_weak and accel > 0:
+        # Only the last 30 days: the oldest onset considered is 25 days back.
+        lo = int(np.searchsorted(t, t_last - p.fit_window_s))
+        tb, xb, cb = bin_means(
+            t[lo:], x[lo:], seg[lo:], bin_s=p.bin_s, coarse_bin_s=p.coarse_bin_s, fine_span_s=p.fine_span_s
+        )
+        vfit = fit_voight(tb, xb * direction, cb, t_ref_s=t_last)
+    p_fit = vfit.p_accel if vfit is not None else 1.0
+
+    if vfit is not None and p_fit < p.p_fit_weak:
+        onset_s = t_last - vfit.onset_age_s
+        v0 = vfit.v0_mm_per_day
+    else:
+        onset_i = _onset_index(v_all)
+        onset_s = float(blocks.t_first_s[onset_i])
+        before = slice(0, onset_i) if onset_i >= 3 else slice(0, max(3, v_all.size // 3))
+        w0 = 1.0 / se_blocks[before] ** 2
+        v0 = float(np.dot(w0, v_all[before]) / np.sum(w0))
+    v0_used = max(v0, p.v0_floor_mm_per_day)
+    alpha = tangent_angle_deg(v_low, v0_used)
+    after = blocks.t_last_s >= onset_s
+    inverse = fit_inverse_velocity(blocks.t_mid_s[after], v_all[after], se_blocks[after], t_ref_s=t_last)
+    duration = t_last - onset_s
+
+    strong = (mk.p_increasing < p.p_mk_strong and p_fit < p.p_fit_weak) or (
+        p_fit < p.p_fit_strong and mk.p_increasing < p.p_mk_weak
+    )
+    significant = strong and accel > 0
+    reliable = (
+        significant
+        and vfit is not None
+        and p_fit < p.p_fit_strong
+        and vfit.upper_ttf_s is not None
+        and vfit.ttf_s <= p.max_forecast_s
+        # a curve fitted to a day or so of speed-up is any burst's rising limb
+        and vfit.onset_age_s >= p.min_accel_s
+    )
+    level = Level.NONE
+    earlier: float | None = None
+    unconfirmed = ""
+    if not significant:
+        reason = (
+            f"no significant acceleration (velocity trend p = {mk.p_increasing:.3f}, "
+            f"displacement curvature p = {p_fit:.2g})"
+        )
+    elif decelerating:
+        level = Level.BLUE
+        reason = (
+            f"acceleration over the week, but the movement is now slowing down "
+            f"({quad.accel_per_day2:.2f} ± {quad.accel_se_per_day2:.2f} mm/day² over the last "
+            f"{p.decel_window_s / HOUR_S:.0f} h): a burst that stops"
+        )
+    elif v_low < p.v_floor_mm_per_day:
+        level = Level.BLUE
+        reason = f"significant acceleration, but the velocity is below the {p.v_floor_mm_per_day:g} mm/day floor"
+    else:
+        level = max(level_of_angle(alpha), Level.BLUE)
+        reason = f"significant acceleration, tangent angle {alpha:.1f}°"
+        if reliable and vfit is not None and v_low >= p.orange_floor_mm_per_day:
+            ttf = vfit.ttf_s
+            upper = vfit.upper_ttf_s if vfit.upper_ttf_s is not None else math.inf
+            # A forecast raises the level only when its 95 % interval is tight enough to
+            # tell the horizons apart: an early fit with a wide interval does not.
+            by_ttf = Level.YELLOW
+            if ttf <= p.red_ttf_s and upper <= p.interval_factor * p.red_ttf_s:
+                by_ttf = Level.RED
+            elif ttf <= p.orange_ttf_s and upper <= p.interval_factor * p.orange_ttf_s:
+                by_ttf = Level.ORANGE
+            if by_ttf > max(level, Level.YELLOW):
+                # A slope heading for failure keeps pointing at the same time; a burst's
+                # rising limb points a few hours ahead of every evaluation. Refit without
+                # the newest readings and ask for the same failure time.
+                earlier = _earlier_forecast(t, x * direction, seg, t_last - p.consistency_lag_s, p)
+                if earlier is None or abs(earlier - (t_last + ttf)) > p.consistency_rel * ttf:
+                    by_ttf = Level.YELLOW
+                    unconfirmed = (
+                        f"; the forecast of failure in {ttf / HOUR_S:.0f} h is not confirmed by the data up to "
+                        f"{p.consistency_lag_s / HOUR_S:.0f} h ago"
+                    )
+            if by_ttf > level:
+                level = by_ttf
+                reason = f"significant acceleration, failure forecast in {ttf / HOUR_S:.0f} h"
+            reason += unconfirmed
+        if level is Level.RED:
+            # Red means evacuate: every line of evidence has to agree.
+            why = []
+            if not reliable:
+                why.append("no reliable failure forecast")
+            if duration < p.min_accel_s:
+                why.append(f"accelerating for only {duration / HOUR_S:.0f} h")
+            if v_low < p.red_floor_mm_per_day:
+                why.append(f"velocity below the {p.red_floor_mm_per_day:g} mm/day red floor")
+            if why:
+                level = Level.ORANGE
+                reason += "; orange, not red: " + ", ".join(why)
+    return _replace(
+        base,
+        level=level,
+        reason=reason,
+        direction=direction,
+        v_now_per_day=v_now,
+        mk=mk,
+        r1=r1,
+        accel_per_day2=accel,
+        v0_per_day=v0,
+        v0_used_per_day=v0_used,
+        alpha_deg=alpha,
+        onset_s=onset_s,
+        voight=vfit,
+        inverse=inverse,
+        forecast_reliable=reliable,
+        earlier_forecast_s=earlier,
+        recent=quad,
+    )
+
+
+def _replace(a: Acceleration, **changes: object) -> Acceleration:
+    from dataclasses import replace
+
+    return replace(a, **changes)  # type: ignore[arg-type]
+
+
+def _earlier_forecast(t: FloatArray, x: FloatArray, seg: IntArray, t_cut: float, p: AccelerationParams) -> float | None:
+    """Failure time (epoch s) forecast from the readings up to ``t_cut``; None when that fit
+    is not significant. t, x, seg: (n,) times, oriented displacement, segment ids."""
+    hi = int(np.searchsorted(t, t_cut, side="right"))
+    lo = int(np.searchsorted(t, t_cut - p.fit_window_s))
+    if hi - lo < 8:
+        return None
+    tb, xb, cb = bin_means(
+        t[lo:hi], x[lo:hi], seg[lo:hi], bin_s=p.bin_s, coarse_bin_s=p.coarse_bin_s, fine_span_s=p.fine_span_s
+    )
+    fit = fit_voight(tb, xb, cb, t_ref_s=float(t[hi - 1]))
+    if fit is None or fit.p_accel >= p.p_fit_weak:
+        return None
+    return float(t[hi - 1]) + fit.ttf_s
+
+
+def _trend(t_d: FloatArray, v: FloatArray) -> tuple[MannKendall, float, float]:
+    """Mann–Kendall on the prewhitened velocities, their lag-1 autocorrelation, Theil–Sen slope."""
+    series, r1 = prewhitened(t_d, v)
+    return mann_kendall(series), r1, theil_sen(t_d, v)
+
+
+def _onset_index(v: FloatArray) -> int:
+    """Index of the first block after the change point of the velocities (CUSUM).
+
+    v: (m,) block velocities, oriented so that faster is positive. The cumulative
+    sum of deviations from the mean is lowest just before the velocities rise above
+    their mean for good. At least two blocks are left after the onset.
+    """
+    m = v.size
+    if m < 4:
+        return 0
+    c = np.cumsum(v - v.mean())
+    return int(np.argmin(c[: m - 2])) + 1

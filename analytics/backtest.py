@@ -1,0 +1,357 @@
+"""Backtest the detectors on seeded scenario families with known truth.
+
+``slopewatch backtest`` runs :func:`analytics.evaluate_sensor` the way the worker
+does — a trailing 30-day window re-evaluated as readings arrive — over GNSS series
+from :mod:`simulators.scenarios`, feeds every result through
+:func:`analytics.alarm.decide`, and scores:
+
+- failing series (tertiary creep): lead time of the first yellow / orange / red
+  before failure, and the error of the failure-time forecast made 24 h ahead;
+- stable, steady-creep and step-like series: alarms per sensor-year at each level
+  (an alarm is an alert reaching that level, after the de-escalation dwell).
+
+A table goes to the terminal and the full numbers to a JSON file. Targets (from the
+issue): red for ≥ 95 % of failing series ≥ 24 h before failure when tertiary creep
+lasts ≥ 7 days; no red and ≤ 1 yellow per sensor-year on stable and step-like
+series; a forecast made 24 h ahead within ±25 % of the remaining time in ≥ 80 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from analytics._arrays import DAY_S, HOUR_S
+from analytics.alarm import decide
+from analytics.evaluate import evaluate_sensor
+from analytics.types import RuleResult, SensorSpec, SensorWindow
+from core.model import Level, SensorKind
+from simulators.scenarios import DisplacementScenario, Series, apply_faults, displacement_series
+
+T0: Final = 1_767_225_600.0  # 2026-01-01 UTC
+WINDOW_S: Final = 30 * DAY_S
+DWELL_S: Final = 6 * HOUR_S
+YEAR_S: Final = 365.25 * DAY_S
+RULES: Final = ("displacement.acceleration.horizontal", "displacement.acceleration.vertical")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A scenario family: one simulator setting, run over many seeds."""
+
+    name: str
+    scenario: DisplacementScenario
+    v0_mm_per_day: float = 0.5
+    tertiary_days: float = 10.0
+    interval_s: float = HOUR_S
+    noise_h_mm: float = 1.5
+    noise_v_mm: float = 6.0
+    days: float = 120.0
+    n_steps: int = 0
+    gap_prob: float = 0.0
+    outages: int = 0
+    spike_prob: float = 0.0
+    note: str = ""
+
+    @property
+    def failing(self) -> bool:
+        return self.scenario == "tertiary"
+
+
+FAMILIES: Final[tuple[Family, ...]] = (
+    Family("tertiary v0=0.5 10d", "tertiary", 0.5, 10.0, note="simulator default: 5 mm/day a day before failure"),
+    Family("tertiary v0=2 7d", "tertiary", 2.0, 7.0),
+    Family("tertiary v0=2 14d", "tertiary", 2.0, 14.0),
+    Family("tertiary v0=5 7d", "tertiary", 5.0, 7.0),
+    Family(
+        "tertiary v0=2 7d faults",
+        "tertiary",
+        2.0,
+        7.0,
+        gap_prob=0.1,
+        outages=2,
+        spike_prob=0.005,
+        note="10 % readings lost, two 6 h outages, 0.5 % spikes",
+    ),
+    Family(
+        "tertiary v0=2 7d 30min",
+        "tertiary",
+        2.0,
+        7.0,
+        interval_s=1800.0,
+        noise_h_mm=2.1,
+        noise_v_mm=8.5,
+        note="half-hour sessions, noisier",
+    ),
+    Family("stable", "stable"),
+    Family("stable faults", "stable", gap_prob=0.1, outages=4, spike_prob=0.005),
+    Family("creep v0=2", "creep", 2.0),
+    Family("step", "step", 0.5, n_steps=12, note="12 bursts in 120 days, 2-6 mm/day peaks over 1-4 days"),
+    Family("step faults", "step", 0.5, n_steps=12, gap_prob=0.1, outages=4, spike_prob=0.005),
+)
+
+
+@dataclass
+class SeriesScore:
+    """What happened on one series. Lead times in hours (None: level never reached)."""
+
+    family: str
+    seed: int
+    lead_h: dict[str, float | None] = field(default_factory=dict)
+    forecast_24h_error: float | None = None
+    forecast_24h_made: bool = False
+    alarms: dict[str, int] = field(default_factory=dict)
+    years: float = 0.0
+    evaluations: int = 0
+
+
+def _series(fam: Family, seed: int) -> Series:
+    if fam.failing:
+        # 40 days of data, failure at the end; the series stops at the last reading before failure.
+        duration = 40 * DAY_S
+        s = displacement_series(
+            fam.scenario,
+            start_s=T0,
+            duration_s=duration,
+            interval_s=fam.interval_s,
+            seed=seed,
+            noise_h_mm=fam.noise_h_mm,
+            noise_v_mm=fam.noise_v_mm,
+            v0_mm_per_day=fam.v0_mm_per_day,
+            tertiary_days=fam.tertiary_days,
+            failure_s=T0 + duration,
+        )
+    else:
+        s = displacement_series(
+            fam.scenario,
+            start_s=T0,
+            duration_s=fam.days * DAY_S,
+            interval_s=fam.interval_s,
+            seed=seed,
+            noise_h_mm=fam.noise_h_mm,
+            noise_v_mm=fam.noise_v_mm,
+            v0_mm_per_day=fam.v0_mm_per_day,
+            n_steps=max(fam.n_steps, 1),
+        )
+    if fam.gap_prob or fam.outages or fam.spike_prob:
+        s = apply_faults(
+            s, seed=seed + 1_000_003, gap_prob=fam.gap_prob, outages=fam.outages, spike_prob=fam.spike_prob
+        )
+    return s
+
+
+def score_series(fam: Family, seed: int, step_s: float) -> SeriesScore:
+    """Replay one series through evaluate_sensor and decide, every ``step_s`` of measurement time."""
+    s = _series(fam, seed)
+    spec = SensorSpec(seed, f"BT{seed}", SensorKind.GNSS, ("east_mm", "north_mm", "up_mm"), fam.interval_s)
+    # A registered baseline: the median of the first day, as an installer would record it.
+    first = s.t_s < s.t_s[0] + DAY_S
+    spec = SensorSpec(
+        spec.sensor_id,
+        spec.code,
+        spec.kind,
+        spec.channels,
+        spec.interval_s,
+        baseline={ch: float(np.median(v[first])) for ch, v in s.values.items()},
+    )
+    truth = s.truth
+    if fam.failing:
+        assert truth.failure_s is not None
+        start = truth.failure_s - (fam.tertiary_days + 3) * DAY_S
+    else:
+        start = float(s.t_s[0]) + WINDOW_S
+    ends = np.arange(start, float(s.t_s[-1]) + 1.0, step_s)
+    score = SeriesScore(fam.name, seed)
+    state: dict[str, tuple[Level | None, float | None, float | None, Level | None]] = {
+        r: (None, None, None, None) for r in RULES
+    }
+    first_at: dict[int, float] = {}
+    alarms = {lv.label: 0 for lv in (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED)}
+    best_24h: tuple[float, RuleResult] | None = None
+    for t_end in ends:
+        lo = int(np.searchsorted(s.t_s, t_end - WINDOW_S, side="right"))
+        hi = int(np.searchsorted(s.t_s, t_end, side="right"))
+        if hi - lo < 3:
+            continue
+        window = SensorWindow(s.t_s[lo:hi], {ch: v[lo:hi] for ch, v in s.values.items()}, float(t_end))
+        results = [r for r in evaluate_sensor(spec, window) if r.rule in RULES]
+        score.evaluations += 1
+        for r in results:
+            cur, since, pend, pend_lv = state[r.rule]
+            d = decide(cur, since, pend, r, dwell_s=DWELL_S, pending_level=pend_lv)
+            before = cur or Level.NONE
+            for lv in (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED):
+                if before < lv <= d.level:
+                    alarms[lv.label] += 1
+            state[r.rule] = (d.level, d.since_s, d.pending_since_s, d.pending_level)
+            for lv in (Level.YELLOW, Level.ORANGE, Level.RED):
+                if r.level >= lv and int(lv) not in first_at:
+                    first_at[int(lv)] = r.at_s
+        if fam.failing and truth.failure_s is not None:
+            left = truth.failure_s - t_end
+            h = next(r for r in results if r.rule == RULES[0])
+            if abs(left - 24 * HOUR_S) <= step_s / 2 and (best_24h is None or abs(left - 24 * HOUR_S) < best_24h[0]):
+                best_24h = (abs(left - 24 * HOUR_S), h)
+    score.alarms = alarms
+    score.years = (float(ends[-1]) - float(ends[0])) / YEAR_S if ends.size > 1 else 0.0
+    if fam.failing and truth.failure_s is not None:
+        tf = truth.failure_s
+        for lv in (Level.YELLOW, Level.ORANGE, Level.RED):
+            at = first_at.get(int(lv))
+            score.lead_h[lv.label] = None if at is None else (tf - at) / HOUR_S
+        if best_24h is not None:
+            r = best_24h[1]
+            score.forecast_24h_made = r.forecast_failure_s is not None
+            if r.forecast_failure_s is not None:
+                score.forecast_24h_error = abs(r.forecast_failure_s - tf) / (tf - r.at_s)
+    return score
+
+
+@dataclass
+class FamilySummary:
+    family: str
+    failing: bool
+    series: int
+    note: str
+    red_24h: float | None = None
+    yellow_24h: float | None = None
+    median_lead_h: dict[str, float | None] = field(default_factory=dict)
+    tof_within_25: float | None = None
+    tof_made: float | None = None
+    median_tof_error: float | None = None
+    alarms_per_year: dict[str, float] = field(default_factory=dict)
+    targets: dict[str, bool] = field(default_factory=dict)
+
+
+def summarise(fam: Family, scores: Sequence[SeriesScore]) -> FamilySummary:
+    out = FamilySummary(fam.name, fam.failing, len(scores), fam.note)
+    if fam.failing:
+        for lv in ("yellow", "orange", "red"):
+            leads = [sc.lead_h.get(lv) or 0.0 for sc in scores]
+            out.median_lead_h[lv] = float(np.median(leads)) if leads else None
+        out.red_24h = float(np.mean([(sc.lead_h.get("red") or 0.0) >= 24.0 for sc in scores]))
+        out.yellow_24h = float(np.mean([(sc.lead_h.get("yellow") or 0.0) >= 24.0 for sc in scores]))
+        errors = [sc.forecast_24h_error for sc in scores]
+        out.tof_made = float(np.mean([e is not None for e in errors]))
+        out.tof_within_25 = float(np.mean([e is not None and e <= 0.25 for e in errors]))
+        made = [e for e in errors if e is not None]
+        out.median_tof_error = float(np.median(made)) if made else None
+        if fam.tertiary_days >= 7:
+            out.targets["red >= 24 h in >= 95 %"] = out.red_24h >= 0.95
+        out.targets["forecast 24 h ahead within 25 % in >= 80 %"] = out.tof_within_25 >= 0.80
+    years = sum(sc.years for sc in scores)
+    for lv in ("blue", "yellow", "orange", "red"):
+        total = sum(sc.alarms.get(lv, 0) for sc in scores)
+        out.alarms_per_year[lv] = total / years if years > 0 else math.nan
+    if not fam.failing:
+        out.targets["no red"] = out.alarms_per_year["red"] == 0
+        out.targets["<= 1 yellow per sensor-year"] = out.alarms_per_year["yellow"] <= 1.0
+    return out
+
+
+def _job(args: tuple[Family, int, float]) -> SeriesScore:
+    return score_series(*args)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``slopewatch backtest``."""
+    parser.add_argument("--seeds", type=int, default=20, help="series per family (default 20)")
+    parser.add_argument("--step-h", type=float, default=2.0, help="evaluate every this many hours (default 2)")
+    parser.add_argument(
+        "--families", default="", help="comma-separated family names or substrings (default: all); see --list"
+    )
+    parser.add_argument("--list", action="store_true", help="list the families and exit")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--out", type=Path, default=Path("backtest.json"), help="JSON results file")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the backtest; print a table, write JSON; 0, or 1 with ``--strict`` when a target is missed."""
+    if args.list:
+        for fam in FAMILIES:
+            print(f"{fam.name:28s} {fam.note}")
+        return 0
+    wanted = [w.strip() for w in str(args.families).split(",") if w.strip()]
+    fams = [f for f in FAMILIES if not wanted or any(w in f.name for w in wanted)]
+    if not fams:
+        print(f"no family matches {args.families!r}; try --list", file=sys.stderr)
+        return 2
+    step_s = float(args.step_h) * HOUR_S
+    jobs = [(f, seed, step_s) for f in fams for seed in range(int(args.seeds))]
+    started = time.perf_counter()
+    if int(args.jobs) > 1:
+        with ProcessPoolExecutor(max_workers=int(args.jobs)) as pool:
+            scores = list(pool.map(_job, jobs, chunksize=2))
+    else:
+        scores = [_job(j) for j in jobs]
+    elapsed = time.perf_counter() - started
+    summaries = [summarise(f, [s for s in scores if s.family == f.name]) for f in fams]
+    print(_table(summaries))
+    evaluations = sum(s.evaluations for s in scores)
+    print(f"\n{len(scores)} series, {evaluations} evaluations in {elapsed:.0f} s; results in {args.out}")
+    payload: dict[str, Any] = {
+        "window_days": WINDOW_S / DAY_S,
+        "dwell_h": DWELL_S / HOUR_S,
+        "step_h": float(args.step_h),
+        "seeds": int(args.seeds),
+        "families": [asdict(f) for f in fams],
+        "summaries": [asdict(s) for s in summaries],
+        "series": [asdict(s) for s in scores],
+    }
+    Path(args.out).write_text(json.dumps(payload, indent=1, default=_json_default))
+    missed = [t for s in summaries for t, ok in s.targets.items() if not ok]
+    return 1 if (args.strict and missed) else 0
+
+
+def _json_default(x: object) -> object:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _h(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f}"
+
+
+def _table(rows: Sequence[FamilySummary]) -> str:
+    head = (
+        f"{'family':28s} {'n':>3s} | {'red>=24h':>8s} {'lead Y/O/R h (median)':>22s} {'ToF±25%':>8s} "
+        f"{'ToF made':>8s} | {'alarms/sensor-yr B/Y/O/R':>26s} | targets"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lead = "/".join(_h(r.median_lead_h.get(k)) for k in ("yellow", "orange", "red")) if r.failing else "-"
+        alarms = (
+            "-" if r.failing else "/".join(f"{r.alarms_per_year[k]:.1f}" for k in ("blue", "yellow", "orange", "red"))
+        )
+        ok = ", ".join(("ok " if v else "MISS ") + k for k, v in r.targets.items()) or "-"
+        lines.append(
+            f"{r.family:28s} {r.series:3d} | {_pct(r.red_24h):>8s} {lead:>22s} {_pct(r.tof_within_25):>8s} "
+            f"{_pct(r.tof_made):>8s} | {alarms:>26s} | {ok}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analytics.backtest", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

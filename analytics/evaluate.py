@@ -1,0 +1,295 @@
+"""``evaluate_sensor``: every rule that applies to one sensor, one :class:`RuleResult` each.
+
+Dispatch on the sensor kind:
+
+- gnss, total_station: acceleration of horizontal √(ΔE²+ΔN²) and of vertical ΔU from
+  the baseline, judged separately (criterion (八)3), and their rate and cumulative
+  thresholds;
+- crack: acceleration of the width, its rate and width thresholds;
+- inclinometer: acceleration of the depth channel that moved most, its rate and
+  cumulative thresholds;
+- piezometer, pond_level, beach, rain: threshold rules;
+- every kind: ``health.silent``, ``health.stuck``, ``health.spike``.
+
+Level ``NONE`` results are returned too, so the worker can bring alerts down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics import health
+from analytics._arrays import HOUR_S, FloatArray
+from analytics.acceleration import DEFAULT_PARAMS, Acceleration, AccelerationParams, assess_acceleration
+from analytics.threshold_rules import STANDARD_RAIN_24H, latest_robust, threshold_rule, trailing_sum
+from analytics.types import RuleResult, SensorSpec, SensorWindow
+from core.model import Level, SensorKind
+
+EvidenceDict = dict[str, float | int | str | bool | list[float] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Component:
+    """One displacement component to judge: its rule suffix, words, series and thresholds."""
+
+    suffix: str
+    name_en: str
+    name_zh: str
+    disp_mm: FloatArray
+    rate_quantity: str | None
+    cumulative_quantity: str | None
+    cumulative_abs: bool
+    extra: EvidenceDict
+
+
+def evaluate_sensor(
+    spec: SensorSpec, window: SensorWindow, *, params: AccelerationParams = DEFAULT_PARAMS
+) -> tuple[RuleResult, ...]:
+    """All rule results for one sensor over one window (see the module docstring)."""
+    results: list[RuleResult] = []
+    kind = spec.kind
+    values = {ch: np.asarray(window.values[ch], dtype=np.float64) for ch in window.values}
+    t_s = np.asarray(window.t_s, dtype=np.float64)
+    if t_s.size and kind in (SensorKind.GNSS, SensorKind.TOTAL_STATION, SensorKind.CRACK, SensorKind.INCLINOMETER):
+        for comp in _components(spec, t_s, values):
+            results.extend(_displacement_rules(spec, t_s, comp, params))
+    elif t_s.size:
+        results.extend(_scalar_rules(spec, t_s, values))
+    results.append(health.silent(t_s, values, interval_s=spec.interval_s, now_s=window.now_s))
+    if t_s.size:
+        results.append(health.stuck(t_s, values, zero_is_normal=kind is SensorKind.RAIN))
+        results.append(health.spikes(t_s, values, interval_s=spec.interval_s, rain=kind is SensorKind.RAIN))
+    return tuple(results)
+
+
+# --------------------------------------------------------------------------- displacement
+
+
+def _baseline(spec: SensorSpec, t_s: FloatArray, x: FloatArray, channel: str) -> tuple[float, str]:
+    if channel in spec.baseline:
+        return float(spec.baseline[channel]), "registry"
+    idx = np.flatnonzero(np.isfinite(x))[:6]
+    if idx.size == 0:
+        return math.nan, "none"
+    # Without a registered baseline, the start of the window is the reference: say so.
+    return float(np.median(x[idx])), "window start"
+
+
+def _components(spec: SensorSpec, t_s: FloatArray, values: Mapping[str, FloatArray]) -> list[_Component]:
+    nan_series = np.full(t_s.size, np.nan)
+    if spec.kind in (SensorKind.GNSS, SensorKind.TOTAL_STATION):
+        e = values.get("east_mm", nan_series)
+        n = values.get("north_mm", nan_series)
+        u = values.get("up_mm", nan_series)
+        e0, src_e = _baseline(spec, t_s, e, "east_mm")
+        n0, src_n = _baseline(spec, t_s, n, "north_mm")
+        u0, src_u = _baseline(spec, t_s, u, "up_mm")
+        src_h = src_e if src_e == src_n else f"{src_e}/{src_n}"
+        return [
+            _Component(
+                "horizontal",
+                "horizontal displacement",
+                "水平位移",
+                np.hypot(e - e0, n - n0),
+                "horizontal_mm_per_day",
+                "horizontal_mm",
+                False,
+                {"baseline_source": src_h, "component": "sqrt(dE^2+dN^2)"},
+            ),
+            _Component(
+                "vertical",
+                "vertical displacement",
+                "垂直位移",
+                u - u0,
+                "vertical_mm_per_day",
+                "vertical_mm",
+                True,
+                {"baseline_source": src_u, "component": "dU"},
+            ),
+        ]
+    if spec.kind is SensorKind.CRACK:
+        w = values.get("width_mm", nan_series)
+        return [_Component("width", "crack width", "裂缝宽度", w, "width_mm_per_day", "width_mm", False, {})]
+    # inclinometer: the depth channel that moved most over the window
+    best: tuple[float, str] | None = None
+    for ch in spec.channels or tuple(values):
+        x = values.get(ch)
+        if x is None:
+            continue
+        idx = np.flatnonzero(np.isfinite(x))
+        if idx.size < 2:
+            continue
+        ref = float(spec.baseline.get(ch, np.median(x[idx[:6]])))
+        moved = abs(float(np.median(x[idx[-6:]])) - ref)
+        if best is None or moved > best[0]:
+            best = (moved, ch)
+    if best is None:
+        ch = (spec.channels or tuple(values) or ("none",))[0]
+        x = values.get(ch, nan_series)
+    else:
+        ch = best[1]
+        x = values[ch]
+    base = float(spec.baseline.get(ch, 0.0))
+    return [
+        _Component(
+            "internal",
+            f"internal displacement at {ch}",
+            f"深部位移({ch})",
+            x - base,
+            "rate_mm_per_day",
+            "cumulative_mm",
+            True,
+            {"channel": ch, "baseline_source": "registry" if ch in spec.baseline else "none"},
+        )
+    ]
+
+
+def _displacement_rules(
+    spec: SensorSpec, t_s: FloatArray, comp: _Component, params: AccelerationParams
+) -> list[RuleResult]:
+    acc = assess_acceleration(t_s, comp.disp_mm, interval_s=spec.interval_s, params=params)
+    out = [_acceleration_result(comp, acc, params)]
+    at_s = acc.at_s
+    if comp.rate_quantity and comp.rate_quantity in spec.thresholds:
+        v = abs(acc.v_now_per_day)
+        low = max(v - 1.96 * acc.v_now_se_per_day, 0.0) if math.isfinite(v) else math.nan
+        out.append(
+            threshold_rule(
+                comp.rate_quantity,
+                spec.thresholds[comp.rate_quantity],
+                v,
+                at_s,
+                judged=low,
+                judged_note="lower 95% bound",
+                method=f"least-squares rate over the trailing {params.current_window_s / HOUR_S:.0f} h, "
+                "judged on its lower 95% bound so noise alone cannot cross a threshold",
+                extra={**comp.extra, "se_mm_per_day": _f(acc.v_now_se_per_day), "window_s": params.current_window_s},
+            )
+        )
+    if comp.cumulative_quantity and comp.cumulative_quantity in spec.thresholds:
+        value = acc.value_now
+        if not math.isfinite(value):
+            value, _, _ = latest_robust(t_s, comp.disp_mm)
+        if comp.cumulative_abs:
+            value = abs(value)
+        out.append(
+            threshold_rule(
+                comp.cumulative_quantity,
+                spec.thresholds[comp.cumulative_quantity],
+                value,
+                at_s,
+                method=f"smoothed (least-squares line, trailing {params.current_window_s / HOUR_S:.0f} h) "
+                "displacement from the baseline at the newest reading",
+                extra=dict(comp.extra),
+            )
+        )
+    return out
+
+
+def _acceleration_result(comp: _Component, acc: Acceleration, params: AccelerationParams) -> RuleResult:
+    ev: EvidenceDict = {**acc.evidence(params), **comp.extra}
+    lv = acc.level
+    v = acc.v_now_per_day
+    if acc.mk is None:
+        en = f"Acceleration of the {comp.name_en} not judged: {acc.reason}."
+        zh = f"{comp.name_zh}加速判据未评估：数据不足({acc.reason})。"
+    elif lv is Level.NONE:
+        en = (
+            f"The {comp.name_en} shows no significant acceleration: velocity {v:.2f} mm/day, "
+            f"Mann-Kendall p = {acc.mk.p_increasing:.3f} on {acc.mk.n} block velocities."
+        )
+        zh = f"{comp.name_zh}无显著加速：速率 {v:.2f} mm/d，Mann-Kendall 检验 p = {acc.mk.p_increasing:.3f}。"
+    else:
+        fc = ""
+        fc_zh = ""
+        if acc.forecast_failure_s is not None:
+            hours = (acc.forecast_failure_s - acc.at_s) / HOUR_S
+            fc = f" Inverse velocity forecasts failure in about {hours:.0f} h."
+            fc_zh = f"反速度法预测约 {hours:.0f} 小时后失稳。"
+        en = (
+            f"The {comp.name_en} is accelerating (Mann-Kendall p = {acc.mk.p_increasing:.4f}): velocity "
+            f"{v:.2f} mm/day against {acc.v0_used_per_day:.2f} mm/day in steady creep, tangent angle "
+            f"{acc.alpha_deg:.1f}°; {acc.reason}: {lv.label}.{fc}"
+        )
+        zh = (
+            f"{comp.name_zh}呈加速趋势(Mann-Kendall p = {acc.mk.p_increasing:.4f})：当前速率 {v:.2f} mm/d，"
+            f"等速阶段 {acc.v0_used_per_day:.2f} mm/d，改进切线角 {acc.alpha_deg:.1f}°，{lv.label_zh}。{fc_zh}"
+        )
+    return RuleResult(
+        f"displacement.acceleration.{comp.suffix}",
+        lv,
+        acc.at_s,
+        ev,
+        en,
+        zh,
+        forecast_failure_s=acc.forecast_failure_s,
+    )
+
+
+# --------------------------------------------------------------------------- scalar kinds
+
+
+def _scalar_rules(spec: SensorSpec, t_s: FloatArray, values: Mapping[str, FloatArray]) -> list[RuleResult]:
+    out: list[RuleResult] = []
+    th = spec.thresholds
+    nan_series = np.full(t_s.size, np.nan)
+    latest = "median of the newest 3 readings"
+    if spec.kind is SensorKind.PIEZOMETER and "depth_m" in th:
+        v, at, n = latest_robust(t_s, values.get("depth_m", nan_series))
+        out.append(threshold_rule("depth_m", th["depth_m"], v, at, method=latest, extra={"n": n}))
+    elif spec.kind is SensorKind.POND_LEVEL:
+        v, at, n = latest_robust(t_s, values.get("level_m", nan_series))
+        if "level_m" in th:
+            out.append(threshold_rule("level_m", th["level_m"], v, at, method=latest, extra={"n": n}))
+        if "freeboard_m" in th and spec.crest_elevation_m is not None:
+            out.append(
+                threshold_rule(
+                    "freeboard_m",
+                    th["freeboard_m"],
+                    spec.crest_elevation_m - v,
+                    at,
+                    method=f"crest elevation minus pond level ({latest})",
+                    extra={"crest_elevation_m": spec.crest_elevation_m, "level_m": _f(v)},
+                )
+            )
+    elif spec.kind is SensorKind.BEACH and "length_m" in th:
+        v, at, n = latest_robust(t_s, values.get("length_m", nan_series))
+        out.append(threshold_rule("length_m", th["length_m"], v, at, method=latest, extra={"n": n}))
+    elif spec.kind is SensorKind.RAIN:
+        rain = values.get("rain_mm", nan_series)
+        if "rain_1h_mm" in th:
+            s1, at, n = trailing_sum(t_s, rain, window_s=HOUR_S)
+            out.append(
+                threshold_rule(
+                    "rain_1h_mm",
+                    th["rain_1h_mm"],
+                    s1,
+                    at,
+                    method="sum of readings in the trailing hour of measurement time",
+                    extra={"n": n, "window_s": HOUR_S},
+                )
+            )
+        s24, at, n = trailing_sum(t_s, rain, window_s=24 * HOUR_S)
+        own = th.get("rain_24h_mm")
+        out.append(
+            threshold_rule(
+                "rain_24h_mm",
+                own or STANDARD_RAIN_24H,
+                s24,
+                at,
+                method="sum of readings in the trailing 24 h of measurement time",
+                extra={"n": n, "window_s": 24 * HOUR_S},
+                source="sensor thresholds"
+                if own
+                else "standard rainstorm classes (no site threshold): yellow >=50, orange >=100, red >=250 mm/24h",
+            )
+        )
+    return out
+
+
+def _f(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None

@@ -1,0 +1,165 @@
+"""Properties of the detectors that must hold for any seed, offset, time origin or spike."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analytics import RuleResult, SensorSpec, SensorWindow, decide, evaluate_sensor
+from analytics.acceleration import assess_acceleration
+from core.model import Level, SensorKind
+from tests.analytics.series import DAY, HOUR, T0, grid, stable, tertiary
+
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def ar_noise(seed: int, n: int, sigma: float) -> np.ndarray:
+    """GNSS-like noise: 60 % of the variance AR(1) with a 6-hour time constant, 40 % white."""
+    rng = np.random.default_rng(seed)
+    phi = math.exp(-1.0 / 6.0)
+    e = np.empty(n)
+    e[0] = rng.normal()
+    innov = rng.normal(size=n) * math.sqrt(1 - phi * phi)
+    for i in range(1, n):
+        e[i] = phi * e[i - 1] + innov[i]
+    return sigma * (math.sqrt(0.6) * e + math.sqrt(0.4) * rng.normal(size=n))
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    offset=st.integers(-20_000, 20_000),
+    end_h=st.sampled_from([24.0, 48.0, 96.0, 400.0]),
+)
+def test_level_and_velocity_do_not_depend_on_a_constant_offset(seed: int, offset: int, end_h: float) -> None:
+    s = tertiary(seed, end_before_failure_s=end_h * HOUR)
+    a = assess_acceleration(s.t_s, s.disp_mm, interval_s=HOUR)
+    b = assess_acceleration(s.t_s, s.disp_mm + float(offset), interval_s=HOUR)
+    assert a.level == b.level
+    assert b.v_now_per_day == pytest.approx(a.v_now_per_day, rel=1e-6, abs=1e-6)
+    assert b.value_now - offset == pytest.approx(a.value_now, abs=1e-6)
+    assert (a.forecast_failure_s is None) == (b.forecast_failure_s is None)
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    shift_s=st.integers(-5 * 365 * 86_400, 5 * 365 * 86_400),
+    end_h=st.sampled_from([24.0, 48.0, 400.0]),
+)
+def test_a_time_shift_moves_the_forecast_and_nothing_else(seed: int, shift_s: int, end_h: float) -> None:
+    s = tertiary(seed, end_before_failure_s=end_h * HOUR)
+    a = assess_acceleration(s.t_s, s.disp_mm, interval_s=HOUR)
+    b = assess_acceleration(s.t_s + shift_s, s.disp_mm, interval_s=HOUR)
+    assert a.level == b.level
+    assert b.at_s == a.at_s + shift_s
+    assert b.v_now_per_day == pytest.approx(a.v_now_per_day, rel=1e-6, abs=1e-6)
+    if a.forecast_failure_s is None:
+        assert b.forecast_failure_s is None
+    else:
+        assert b.forecast_failure_s is not None
+        assert b.forecast_failure_s - shift_s == pytest.approx(a.forecast_failure_s, abs=60.0)
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    where=st.floats(0.0, 1.0),
+    size_sigma=st.floats(8.0, 300.0),
+    sign=st.sampled_from([-1.0, 1.0]),
+    creep=st.sampled_from([0.0, 0.5, 3.0]),
+)
+def test_a_single_spike_raises_no_alarm(seed: int, where: float, size_sigma: float, sign: float, creep: float) -> None:
+    t = grid(30)
+    base = creep * (t - T0) / DAY + ar_noise(seed, t.size, 1.5)
+    i = min(int(where * t.size), t.size - 1)
+    spiked = base.copy()
+    spiked[i] += sign * size_sigma * 1.5
+    clean = assess_acceleration(t, base, interval_s=HOUR)
+    dirty = assess_acceleration(t, spiked, interval_s=HOUR)
+    assert dirty.level <= clean.level
+    sp = SensorSpec(1, "G", SensorKind.GNSS, ("east_mm", "north_mm", "up_mm"), HOUR)
+    res = evaluate_sensor(
+        sp,
+        SensorWindow(
+            t, {"east_mm": spiked, "north_mm": base[::-1], "up_mm": ar_noise(seed + 1, t.size, 6.0)}, float(t[-1])
+        ),
+    )
+    assert all(r.level is Level.NONE for r in res if r.rule.startswith("health."))
+    assert all(r.level <= clean.level for r in res if r.rule.startswith("displacement."))
+
+
+@pytest.mark.slow
+def test_false_positive_rate_on_pure_noise_is_bounded() -> None:
+    levels = []
+    for seed in range(400):
+        rng = np.random.default_rng(seed)
+        sigma = float(rng.uniform(0.5, 6.0))
+        s = stable(seed, sigma_mm=sigma)
+        x = ar_noise(seed, s.t_s.size, sigma) if seed % 2 else s.disp_mm
+        levels.append(int(assess_acceleration(s.t_s, x, interval_s=HOUR).level))
+    lv = np.array(levels)
+    assert np.mean(lv >= Level.BLUE) <= 0.02
+    assert np.mean(lv >= Level.YELLOW) <= 0.005
+    assert not np.any(lv >= Level.ORANGE)
+
+
+@pytest.mark.slow
+@SLOW
+@given(seed=st.integers(0, 10_000), v0=st.floats(2.0, 8.0), tertiary_days=st.floats(7.0, 14.0))
+def test_alarm_escalates_along_tertiary_creep(seed: int, v0: float, tertiary_days: float) -> None:
+    """Re-evaluated hourly like the worker: over the last two days the alert never falls
+    below orange once there (red may step back to orange while the velocity hovers at
+    the red floor), is at least orange a day before failure, and red at the end."""
+    s = tertiary(seed, days=40.0, tertiary_days=tertiary_days, v0_mm_per_day=v0, end_before_failure_s=2 * HOUR)
+    assert s.failure_s is not None
+    level: Level | None = None
+    since: float | None = None
+    pending: float | None = None
+    pending_level: Level | None = None
+    seen: list[tuple[float, Level]] = []
+    reached_orange = False
+    for t_end in np.arange(s.failure_s - 4 * DAY, float(s.t_s[-1]) + 1, HOUR):
+        m = (s.t_s > t_end - 30 * DAY) & (s.t_s <= t_end)
+        a = assess_acceleration(s.t_s[m], s.disp_mm[m], interval_s=HOUR)
+        r = RuleResult("displacement.acceleration.horizontal", a.level, a.at_s, {}, "", "")
+        d = decide(level, since, pending, r, dwell_s=6 * HOUR, pending_level=pending_level)
+        left = s.failure_s - t_end
+        if left <= 48 * HOUR and reached_orange:
+            assert d.level >= Level.ORANGE, f"fell to {d.level.label} {left / HOUR:.0f} h before failure"
+        level, since, pending, pending_level = d.level, d.since_s, d.pending_since_s, d.pending_level
+        reached_orange |= level >= Level.ORANGE
+        seen.append((left, level))
+    assert seen[-1][1] is Level.RED
+    day_ahead = [lv for left, lv in seen if left >= 24 * HOUR]
+    assert day_ahead[-1] >= Level.ORANGE
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.floats(0.0, 8 * HOUR), st.sampled_from(list(Level))), min_size=1, max_size=40),
+    dwell_h=st.floats(0.5, 12.0),
+)
+def test_alert_level_covers_every_result_within_the_dwell(steps: list[tuple[float, Level]], dwell_h: float) -> None:
+    dwell = dwell_h * HOUR
+    level: Level | None = None
+    since: float | None = None
+    pending: float | None = None
+    pending_level: Level | None = None
+    t = T0
+    history: list[tuple[float, Level]] = []
+    for dt, lv in steps:
+        t += dt
+        history.append((t, lv))
+        d = decide(
+            level, since, pending, RuleResult("r", lv, t, {}, "", ""), dwell_s=dwell, pending_level=pending_level
+        )
+        level, since, pending, pending_level = d.level, d.since_s, d.pending_since_s, d.pending_level
+        recent = max((h for at, h in history if at > t - dwell), default=Level.NONE)
+        assert level >= recent
+        assert level >= lv
