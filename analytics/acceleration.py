@@ -10,7 +10,8 @@ width, one inclinometer depth), all numpy:
    independent block velocities, their errors scaled up for noise correlated over
    hours; the current velocity from the trailing day, with its standard error;
 3. velocity trend: Mann–Kendall on the prewhitened block velocities of the last
-   week, one-sided, with the Theil–Sen rate of change (:mod:`analytics.kendall`);
+   week, one-sided, with the Theil–Sen rate of change (:mod:`analytics.kendall`),
+   averaged over two block phases half a block apart;
 4. displacement curvature: steady creep then Voight's law fitted to binned
    displacement (:mod:`analytics.voight`), tested against steady creep; its onset
    is the deliberate start of the accelerating window and its failure time the
@@ -20,17 +21,19 @@ width, one inclinometer depth), all numpy:
    (:mod:`analytics.tangent`).
 
 Level: acceleration is significant when the two tests agree, one of them strongly.
-Then blue while the speed is below a velocity floor, else the tangent angle's level,
-raised by a reliable forecast of failure within 7 days (orange) or 3 days (red).
-Red needs acceleration sustained for ``min_accel_s`` and a current speed above
-``red_floor_mm_per_day``: rain- or drawdown-driven bursts speed up for hours to a
-couple of days, at modest speed, then stop again.
+Then blue while the speed is below a velocity floor or the movement is slowing down
+now (a parabola over the last 48 h), else the tangent angle's level, raised by a
+reliable forecast of failure within 7 days (orange) or 3 days (red) that a fit to
+the data up to 12 h ago confirms. Red needs such a forecast, acceleration sustained
+for ``min_accel_s`` and a current speed above ``red_floor_mm_per_day``: rain- or
+drawdown-driven bursts speed up for hours to a couple of days, at modest speed, and
+their forecasts run ahead of them, then they stop again.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import ndtr
@@ -113,6 +116,7 @@ class Acceleration:
     window_from_s: float
     window_to_s: float
     n_readings: int
+    reason_zh: str = ""
     n_spikes: int = 0
     sigma: float = math.nan
     noise_factor: float = math.nan
@@ -232,7 +236,7 @@ def assess_acceleration(
     t_last = float(t[-1]) if n0 else (float(t_s[-1]) if t_s.size else math.nan)
     t_first = float(t[0]) if n0 else math.nan
     if n0 < 3:
-        return Acceleration(Level.NONE, t_last, f"only {n0} readings", t_first, t_last, n0)
+        return Acceleration(Level.NONE, t_last, f"only {n0} readings", t_first, t_last, n0, f"仅有 {n0} 个读数")
 
     seg = segment_ids(t, max_gap_s=p.gap_intervals * interval_s)
     resid = interpolation_residuals(t, x, seg)
@@ -279,7 +283,12 @@ def assess_acceleration(
         blocks=blocks,
     )
     if n_recent < p.min_blocks:
-        return _replace(base, reason=f"only {n_recent} usable {p.block_s / HOUR_S:.0f}-hour blocks in the last week")
+        hours = p.block_s / HOUR_S
+        return _replace(
+            base,
+            reason=f"only {n_recent} usable {hours:.0f}-hour blocks in the last week",
+            reason_zh=f"近一周仅有 {n_recent} 个可用的 {hours:.0f} 小时数据段",
+        )
 
     v_recent = blocks.velocity_per_day[recent]
     t_recent_d = (blocks.t_mid_s[recent] - t_last) / DAY_S
@@ -344,12 +353,14 @@ def assess_acceleration(
     )
     level = Level.NONE
     earlier: float | None = None
-    unconfirmed = ""
+    confirmed = False
+    unconfirmed = unconfirmed_zh = ""
     if not significant:
         reason = (
             f"no significant acceleration (velocity trend p = {mk.p_increasing:.3f}, "
             f"displacement curvature p = {p_fit:.2g})"
         )
+        reason_zh = f"无显著加速(速度趋势 p = {mk.p_increasing:.3f}，位移曲率 p = {p_fit:.2g})"
     elif decelerating:
         level = Level.BLUE
         reason = (
@@ -357,12 +368,18 @@ def assess_acceleration(
             f"({quad.accel_per_day2:.2f} ± {quad.accel_se_per_day2:.2f} mm/day² over the last "
             f"{p.decel_window_s / HOUR_S:.0f} h): a burst that stops"
         )
+        reason_zh = f"近一周有加速，但最近 {p.decel_window_s / HOUR_S:.0f} 小时已在减速，属阶跃式变形"
     elif v_low < p.v_floor_mm_per_day:
         level = Level.BLUE
-        reason = f"significant acceleration, but the velocity is below the {p.v_floor_mm_per_day:g} mm/day floor"
+        reason = (
+            f"significant acceleration, but the velocity's lower 95% bound ({v_low:.2f} mm/day) "
+            f"is below the {p.v_floor_mm_per_day:g} mm/day floor"
+        )
+        reason_zh = f"加速显著，但速率95%置信下限({v_low:.2f} mm/d)低于 {p.v_floor_mm_per_day:g} mm/d 的速率下限"
     else:
         level = max(level_of_angle(alpha), Level.BLUE)
-        reason = f"significant acceleration, tangent angle {alpha:.1f}°"
+        reason = f"significant acceleration, tangent angle {alpha:.1f}° on the velocity's lower 95% bound"
+        reason_zh = f"加速显著，按速率95%置信下限计算的改进切线角为 {alpha:.1f}°"
         if reliable and vfit is not None and v_low >= p.orange_floor_mm_per_day:
             ttf = vfit.ttf_s
             upper = vfit.upper_ttf_s if vfit.upper_ttf_s is not None else math.inf
@@ -373,37 +390,51 @@ def assess_acceleration(
                 by_ttf = Level.RED
             elif ttf <= p.orange_ttf_s and upper <= p.interval_factor * p.orange_ttf_s:
                 by_ttf = Level.ORANGE
-            if by_ttf > max(level, Level.YELLOW):
+            if max(by_ttf, level) >= Level.ORANGE:
                 # A slope heading for failure keeps pointing at the same time; a burst's
                 # rising limb points a few hours ahead of every evaluation. Refit without
                 # the newest readings and ask for the same failure time.
                 earlier = _earlier_forecast(t, x * direction, seg, t_last - p.consistency_lag_s, p)
-                if earlier is None or abs(earlier - (t_last + ttf)) > p.consistency_rel * ttf:
+                confirmed = earlier is not None and abs(earlier - (t_last + ttf)) <= p.consistency_rel * ttf
+                if not confirmed:
                     by_ttf = Level.YELLOW
+                    lag_h = p.consistency_lag_s / HOUR_S
                     unconfirmed = (
-                        f"; the forecast of failure in {ttf / HOUR_S:.0f} h is not confirmed by the data up to "
-                        f"{p.consistency_lag_s / HOUR_S:.0f} h ago"
+                        f"; the forecast of failure in {ttf / HOUR_S:.0f} h is not confirmed by the data "
+                        f"up to {lag_h:.0f} h ago"
                     )
+                    unconfirmed_zh = f"；{ttf / HOUR_S:.0f} 小时后失稳的预测未被 {lag_h:.0f} 小时前的数据证实"
             if by_ttf > level:
                 level = by_ttf
-                reason = f"significant acceleration, failure forecast in {ttf / HOUR_S:.0f} h"
+                reason = f"significant acceleration, inverse velocity forecasts failure in {ttf / HOUR_S:.0f} h"
+                reason_zh = f"加速显著，反速度法预测约 {ttf / HOUR_S:.0f} 小时后失稳"
             reason += unconfirmed
+            reason_zh += unconfirmed_zh
         if level is Level.RED:
             # Red means evacuate: every line of evidence has to agree.
-            why = []
-            if not reliable:
-                why.append("no reliable failure forecast")
+            why: list[tuple[str, str]] = []
+            if not (reliable and confirmed):
+                why.append(("no reliable, confirmed failure forecast", "无可靠且经证实的失稳预测"))
             if duration < p.min_accel_s:
-                why.append(f"accelerating for only {duration / HOUR_S:.0f} h")
+                why.append(
+                    (f"accelerating for only {duration / HOUR_S:.0f} h", f"加速仅持续 {duration / HOUR_S:.0f} 小时")
+                )
             if v_low < p.red_floor_mm_per_day:
-                why.append(f"velocity below the {p.red_floor_mm_per_day:g} mm/day red floor")
+                why.append(
+                    (
+                        f"velocity below the {p.red_floor_mm_per_day:g} mm/day red floor",
+                        f"速率低于红色速率下限 {p.red_floor_mm_per_day:g} mm/d",
+                    )
+                )
             if why:
                 level = Level.ORANGE
-                reason += "; orange, not red: " + ", ".join(why)
+                reason += "; orange, not red: " + ", ".join(w for w, _ in why)
+                reason_zh += "；未达红色：" + "，".join(z for _, z in why)
     return _replace(
         base,
         level=level,
         reason=reason,
+        reason_zh=reason_zh,
         direction=direction,
         v_now_per_day=v_now,
         mk=mk,
@@ -422,8 +453,6 @@ def assess_acceleration(
 
 
 def _replace(a: Acceleration, **changes: object) -> Acceleration:
-    from dataclasses import replace
-
     return replace(a, **changes)  # type: ignore[arg-type]
 
 
@@ -445,8 +474,9 @@ def _earlier_forecast(t: FloatArray, x: FloatArray, seg: IntArray, t_cut: float,
 
 def _trend(t_d: FloatArray, v: FloatArray) -> tuple[MannKendall, float, float]:
     """Mann–Kendall on the prewhitened velocities, their lag-1 autocorrelation, Theil–Sen slope."""
-    series, r1 = prewhitened(t_d, v)
-    return mann_kendall(series), r1, theil_sen(t_d, v)
+    beta = theil_sen(t_d, v)
+    series, r1 = prewhitened(t_d, v, beta=beta)
+    return mann_kendall(series), r1, beta
 
 
 def _onset_index(v: FloatArray) -> int:

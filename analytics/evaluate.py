@@ -27,7 +27,7 @@ from analytics._arrays import HOUR_S, FloatArray
 from analytics.acceleration import DEFAULT_PARAMS, Acceleration, AccelerationParams, assess_acceleration
 from analytics.threshold_rules import STANDARD_RAIN_24H, latest_robust, threshold_rule, trailing_sum
 from analytics.types import RuleResult, SensorSpec, SensorWindow
-from core.model import Level, SensorKind
+from core.model import SensorKind
 
 EvidenceDict = dict[str, float | int | str | bool | list[float] | None]
 
@@ -165,6 +165,7 @@ def _displacement_rules(
                 at_s,
                 judged=low,
                 judged_note="lower 95% bound",
+                judged_note_zh="95%置信下限",
                 method=f"least-squares rate over the trailing {params.current_window_s / HOUR_S:.0f} h, "
                 "judged on its lower 95% bound so noise alone cannot cross a threshold",
                 extra={**comp.extra, "se_mm_per_day": _f(acc.v_now_se_per_day), "window_s": params.current_window_s},
@@ -193,32 +194,18 @@ def _displacement_rules(
 def _acceleration_result(comp: _Component, acc: Acceleration, params: AccelerationParams) -> RuleResult:
     ev: EvidenceDict = {**acc.evidence(params), **comp.extra}
     lv = acc.level
-    v = acc.v_now_per_day
+    # Velocities inside the detector are oriented along the movement; show them signed.
+    v = acc.v_now_per_day * acc.direction
+    v0 = acc.v0_per_day * acc.direction
     if acc.mk is None:
         en = f"Acceleration of the {comp.name_en} not judged: {acc.reason}."
-        zh = f"{comp.name_zh}加速判据未评估：数据不足({acc.reason})。"
-    elif lv is Level.NONE:
-        en = (
-            f"The {comp.name_en} shows no significant acceleration: velocity {v:.2f} mm/day, "
-            f"Mann-Kendall p = {acc.mk.p_increasing:.3f} on {acc.mk.n} block velocities."
-        )
-        zh = f"{comp.name_zh}无显著加速：速率 {v:.2f} mm/d，Mann-Kendall 检验 p = {acc.mk.p_increasing:.3f}。"
+        zh = f"{comp.name_zh}加速判据未评估：{acc.reason_zh}。"
     else:
-        fc = ""
-        fc_zh = ""
-        if acc.forecast_failure_s is not None:
-            hours = (acc.forecast_failure_s - acc.at_s) / HOUR_S
-            fc = f" Inverse velocity forecasts failure in about {hours:.0f} h."
-            fc_zh = f"反速度法预测约 {hours:.0f} 小时后失稳。"
         en = (
-            f"The {comp.name_en} is accelerating (Mann-Kendall p = {acc.mk.p_increasing:.4f}): velocity "
-            f"{v:.2f} mm/day against {acc.v0_used_per_day:.2f} mm/day in steady creep, tangent angle "
-            f"{acc.alpha_deg:.1f}°; {acc.reason}: {lv.label}.{fc}"
+            f"The {comp.name_en} moves at {v:.2f} mm/day (steady creep before: {v0:.2f} mm/day); "
+            f"{acc.reason}: {lv.label}."
         )
-        zh = (
-            f"{comp.name_zh}呈加速趋势(Mann-Kendall p = {acc.mk.p_increasing:.4f})：当前速率 {v:.2f} mm/d，"
-            f"等速阶段 {acc.v0_used_per_day:.2f} mm/d，改进切线角 {acc.alpha_deg:.1f}°，{lv.label_zh}。{fc_zh}"
-        )
+        zh = f"{comp.name_zh}当前速率 {v:.2f} mm/d(此前等速阶段 {v0:.2f} mm/d)；{acc.reason_zh}：{lv.label_zh}。"
     return RuleResult(
         f"displacement.acceleration.{comp.suffix}",
         lv,

@@ -141,18 +141,19 @@ def theil_sen(t: FloatArray, x: FloatArray) -> float:
     return float(np.median((x[ju] - x[iu]) / (t[ju] - t[iu])))
 
 
-def prewhitened(t: FloatArray, x: FloatArray) -> tuple[FloatArray, float]:
+def prewhitened(t: FloatArray, x: FloatArray, *, beta: float | None = None) -> tuple[FloatArray, float]:
     """Trend-free prewhitening (Yue et al. 2002): ``(series, r1)``.
 
-    Remove the Theil–Sen trend, estimate the lag-1 autocorrelation r1 of the rest;
-    when it is significant and positive (1.96/√n), remove the AR(1) part and add the
-    trend back, so autocorrelated noise does not pass for a trend. Returns (n − 1,)
-    values then, else ``x`` itself.
+    Remove the Theil–Sen trend (``beta`` if the caller has it), estimate the lag-1
+    autocorrelation r1 of the rest; when it is significant and positive (1.96/√n),
+    remove the AR(1) part and add the trend back, so autocorrelated noise does not
+    pass for a trend. Returns (n − 1,) values then, else ``x`` itself.
     """
     n = x.size
     if n < 6:
         return x, 0.0
-    beta = theil_sen(t, x)
+    if beta is None:
+        beta = theil_sen(t, x)
     resid = x - beta * t
     resid = resid - resid.mean()
     denom = float(np.dot(resid, resid))

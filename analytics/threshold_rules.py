@@ -50,6 +50,7 @@ def threshold_rule(
     *,
     judged: float | None = None,
     judged_note: str = "",
+    judged_note_zh: str = "",
     method: str,
     extra: dict[str, float | int | str | bool | list[float] | None] | None = None,
     source: str = "sensor thresholds",
@@ -76,7 +77,9 @@ def threshold_rule(
     if extra:
         ev.update(extra)
     shown = f"{value:.3g} {q.unit}" + (f" ({judged_note} {j:.3g})" if judged is not None and judged_note else "")
-    shown_zh = f"{value:.3g} {q.unit}" + (f"({judged_note} {j:.3g})" if judged is not None and judged_note else "")
+    shown_zh = f"{value:.3g} {q.unit}" + (
+        f"({judged_note_zh or judged_note} {j:.3g})" if judged is not None and judged_note else ""
+    )
     word = "fell to" if thresholds.direction is Direction.BELOW else "reached"
     word_zh = "降至" if thresholds.direction is Direction.BELOW else "达到"
     if not math.isfinite(j):
