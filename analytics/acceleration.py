@@ -24,10 +24,12 @@ Level: acceleration is significant when the two tests agree, one of them strongl
 Then blue while the speed is below a velocity floor or the movement is slowing down
 now (a parabola over the last 48 h), else the tangent angle's level, raised by a
 reliable forecast of failure within 7 days (orange) or 3 days (red) that a fit to
-the data up to 12 h ago confirms. Red needs such a forecast, acceleration sustained
-for ``min_accel_s`` and a current speed above ``red_floor_mm_per_day``: rain- or
-drawdown-driven bursts speed up for hours to a couple of days, at modest speed, and
-their forecasts run ahead of them, then they stop again.
+the data up to 12 h ago confirms. Red means evacuation, so every line of evidence
+must agree: a confirmed forecast, acceleration sustained for ``min_accel_s``, a
+velocity trend at p < ``red_mk_p``, and a current speed above
+``red_floor_mm_per_day``. Rain- or drawdown-driven bursts speed up for
+hours to a couple of days at modest speed, their forecasts run ahead of them, and
+then they stop again.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class AccelerationParams:
     consistency_lag_s: float = 12 * HOUR_S
     #: ... to within this fraction of the current time to failure.
     consistency_rel: float = 0.7
+    #: Red needs the velocity trend (Mann–Kendall) at least this significant.
+    red_mk_p: float = 0.1
     #: Trailing window of the parabola that tells whether the movement is slowing down now.
     decel_window_s: float = 48 * HOUR_S
 
@@ -418,6 +422,13 @@ def assess_acceleration(
             if duration < p.min_accel_s:
                 why.append(
                     (f"accelerating for only {duration / HOUR_S:.0f} h", f"加速仅持续 {duration / HOUR_S:.0f} 小时")
+                )
+            if mk.p_increasing >= p.red_mk_p:
+                why.append(
+                    (
+                        f"velocity trend not significant at {p.red_mk_p:g} (p = {mk.p_increasing:.3f})",
+                        f"速度趋势检验未达 {p.red_mk_p:g} 显著水平",
+                    )
                 )
             if v_low < p.red_floor_mm_per_day:
                 why.append(

@@ -81,12 +81,9 @@ def _add_plugin_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
 
     simulate.add_simulate_arguments(add("simulate", "publish simulated sensors of a registry over MQTT"))
     replay.add_replay_arguments(add("replay", "replay a CSV of recorded readings over MQTT"))
-    try:
-        from analytics import backtest  # type: ignore[attr-defined,unused-ignore]
+    from analytics import backtest
 
-        backtest.add_arguments(add("backtest", "score the detectors over simulated scenario families"))
-    except ImportError:
-        pass
+    backtest.add_arguments(add("backtest", "score the detectors over simulated scenario families"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

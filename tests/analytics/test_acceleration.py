@@ -34,6 +34,9 @@ def test_tertiary_creep_is_red_before_failure_with_a_forecast_near_the_truth() -
     assert a.mk is not None
     assert a.mk.p_increasing < 0.2
     assert a.alpha_deg > 45.0
+    # red needs the forecast confirmed by the data up to 12 h ago
+    assert a.earlier_forecast_s is not None
+    assert abs(a.earlier_forecast_s - a.forecast_failure_s) < 0.7 * remaining
 
 
 @pytest.mark.parametrize("seed", [4, 5, 6])
