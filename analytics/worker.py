@@ -203,7 +203,14 @@ class AnalysisWorker:
             cur_since = current.updated_at.timestamp() if current is not None else None
             pend = pending.get(res.rule)
             pend_since = pend.since.timestamp() if pend is not None and pend.since is not None else None
-            decision = decide(cur_level, cur_since, pend_since, res, dwell_s=self._settings.deescalate_dwell_s)
+            decision = decide(
+                cur_level,
+                cur_since,
+                pend_since,
+                res,
+                dwell_s=self._settings.deescalate_dwell_s,
+                pending_level=pend.level if pend is not None else None,
+            )
             write = store.AlertWrite(
                 sensor_id=row.id,
                 site_id=row.site_id,
@@ -220,7 +227,7 @@ class AnalysisWorker:
                 retroactive=retroactive,
             )
             new_pending = store.Pending(
-                res.level if decision.pending_since_s is not None else None,
+                decision.pending_level if decision.pending_since_s is not None else None,
                 store.ts(decision.pending_since_s) if decision.pending_since_s is not None else None,
             )
             if pend != new_pending and not (pend is None and new_pending.since is None):
