@@ -160,9 +160,8 @@ class AnalysisWorker:
             results = evaluate_sensor(spec_of(row), build_window(records, row.channels, records[-1]["t_s"]))
             self._metrics.evaluations.inc()
             async with self._pool.acquire() as conn, conn.transaction():
-                done_to = await store.evaluated_to(conn, row.id)
-                retroactive = done_to is not None and d.min_ts <= done_to
-                changes += await self._apply(conn, row, results, retroactive=retroactive)
+                # Late data (older than what was already stored) re-judges the past: mark it.
+                changes += await self._apply(conn, row, results, retroactive=d.late)
                 await store.mark_evaluated(conn, row.id, d.max_ts)
         return changes
 

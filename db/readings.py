@@ -33,13 +33,17 @@ ON CONFLICT (sensor_id, channel) DO UPDATE
     WHERE sensor_latest.ts < EXCLUDED.ts
 """
 
+# Runs before UPSERT_LATEST, so sensor_latest still holds the newest reading before this batch.
 MARK_DIRTY = f"""
-INSERT INTO sensor_dirty (sensor_id, min_ts, max_ts)
-SELECT u.s, ({_EPOCH} + u.lo * interval '1 microsecond'), ({_EPOCH} + u.hi * interval '1 microsecond')
+INSERT INTO sensor_dirty (sensor_id, min_ts, max_ts, late)
+SELECT u.s, ({_EPOCH} + u.lo * interval '1 microsecond'), ({_EPOCH} + u.hi * interval '1 microsecond'),
+       coalesce(({_EPOCH} + u.lo * interval '1 microsecond')
+                < (SELECT max(l.ts) FROM sensor_latest l WHERE l.sensor_id = u.s), false)
 FROM unnest($1::int4[], $2::int8[], $3::int8[]) AS u(s, lo, hi)
 ON CONFLICT (sensor_id) DO UPDATE
     SET min_ts = least(sensor_dirty.min_ts, EXCLUDED.min_ts),
         max_ts = greatest(sensor_dirty.max_ts, EXCLUDED.max_ts),
+        late = sensor_dirty.late OR EXCLUDED.late,
         gen = sensor_dirty.gen + 1
 """
 
@@ -106,6 +110,9 @@ async def write_batch(conn: Conn, batch: ReadingBatch, dead: list[DeadLetter]) -
                 INSERT_READINGS, batch.sensor_ids, batch.channels, batch.t_us, batch.values, batch.seqs
             )
             inserted = int(status.rsplit(" ", 1)[1])
+            # Sorted keys keep lock order stable across concurrent ingest workers (no deadlocks).
+            sids = sorted(spans)
+            await conn.execute(MARK_DIRTY, sids, [spans[s][0] for s in sids], [spans[s][1] for s in sids])
             keys = sorted(latest)
             await conn.execute(
                 UPSERT_LATEST,
@@ -114,9 +121,6 @@ async def write_batch(conn: Conn, batch: ReadingBatch, dead: list[DeadLetter]) -
                 [latest[k][0] for k in keys],
                 [latest[k][1] for k in keys],
             )
-            # Sorted keys keep lock order stable across concurrent ingest workers (no deadlocks).
-            sids = sorted(spans)
-            await conn.execute(MARK_DIRTY, sids, [spans[s][0] for s in sids], [spans[s][1] for s in sids])
         if dead:
             await conn.execute(
                 INSERT_DEAD_LETTERS,
@@ -138,14 +142,16 @@ class DirtySensor:
     min_ts: datetime
     max_ts: datetime
     gen: int
+    #: a reading older than the sensor's newest stored one arrived (out of order or late)
+    late: bool
 
 
 async def dirty_sensors(conn: Conn, limit: int) -> list[DirtySensor]:
     rows = await conn.fetch(
-        "SELECT sensor_id, min_ts, max_ts, gen FROM sensor_dirty ORDER BY min_ts LIMIT $1",
+        "SELECT sensor_id, min_ts, max_ts, gen, late FROM sensor_dirty ORDER BY min_ts LIMIT $1",
         limit,
     )
-    return [DirtySensor(r["sensor_id"], r["min_ts"], r["max_ts"], r["gen"]) for r in rows]
+    return [DirtySensor(r["sensor_id"], r["min_ts"], r["max_ts"], r["gen"], r["late"]) for r in rows]
 
 
 async def clear_dirty(conn: Conn, seen: list[DirtySensor]) -> None:

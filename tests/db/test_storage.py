@@ -21,9 +21,9 @@ async def test_migrate_is_idempotent_and_detects_flavour(db_dsn: str) -> None:
     finally:
         await conn.close()
     assert first.flavour is (Flavour.TIMESCALE if available else Flavour.PLAIN)
-    assert first.applied == ("001_registry", "002_readings", "003_alerts", "004_rollups")
+    assert first.applied == ("001_registry", "002_readings", "003_alerts", "004_rollups", "005_dirty_late")
     assert again.applied == ()
-    assert again.already == 4
+    assert again.already == 5
 
 
 async def test_an_edited_migration_is_refused(db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,12 +68,25 @@ async def test_write_batch_counts_new_rows_marks_dirty_and_keeps_dead_letters(mi
         latest = await conn.fetchrow("SELECT value FROM sensor_latest WHERE sensor_id = 7")
         assert latest["value"] == 3.0
         dirty = await dirty_sensors(conn, 10)
-        assert [(d.sensor_id, d.gen) for d in dirty] == [(7, 2)]
+        # The redelivery brought readings older than the newest stored one: late (conservatively,
+        # duplicates included).
+        assert [(d.sensor_id, d.gen, d.late) for d in dirty] == [(7, 2, True)]
         assert dirty[0].min_ts.timestamp() == pytest.approx((t0 + 1_000_000) / 1e6)
         # A write after the worker read the mark keeps it; the stale clear is a no-op.
         await write_batch(conn, batch, [])
         await clear_dirty(conn, dirty)
         assert len(await dirty_sensors(conn, 10)) == 1
         assert await conn.fetchval("SELECT payload FROM dead_letter") == b"\x00\xff"
+        # A reading older than the newest stored one is late; a newer one is not.
+        await clear_dirty(conn, await dirty_sensors(conn, 10))
+        newer = ReadingBatch()
+        newer.add(7, "depth_m", t0 + 9_000_000, 9.0, None)
+        await write_batch(conn, newer, [])
+        assert [d.late for d in await dirty_sensors(conn, 10)] == [False]
+        await clear_dirty(conn, await dirty_sensors(conn, 10))
+        older = ReadingBatch()
+        older.add(7, "depth_m", t0 + 5_000_000, 5.0, None)
+        await write_batch(conn, older, [])
+        assert [d.late for d in await dirty_sensors(conn, 10)] == [True]
     finally:
         await conn.close()
