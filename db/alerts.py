@@ -163,11 +163,6 @@ async def add_event(
     )
 
 
-async def evaluated_to(conn: Conn, sensor_id: int) -> datetime | None:
-    value: datetime | None = await conn.fetchval("SELECT evaluated_to FROM sensor_eval WHERE sensor_id = $1", sensor_id)
-    return value
-
-
 async def mark_evaluated(conn: Conn, sensor_id: int, to: datetime) -> None:
     await conn.execute(
         """INSERT INTO sensor_eval (sensor_id, evaluated_to) VALUES ($1, $2)
