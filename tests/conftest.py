@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from cli.runtime import free_port
 from core.settings import MqttTarget, Settings
 from db.migrate import migrate
 from db.pool import embedded_postgres
@@ -83,15 +84,6 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def mosquitto_binary() -> str:
     for path in (*MOSQUITTO_PATHS, shutil.which("mosquitto")):
         if path and Path(path).exists():
@@ -102,8 +94,10 @@ def mosquitto_binary() -> str:
 class Mosquitto:
     """A throwaway mosquitto on 127.0.0.1; restartable with the same port (for fault tests)."""
 
+    host = "127.0.0.1"
+
     def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
         conf = workdir / "mosquitto.conf"
@@ -121,11 +115,17 @@ class Mosquitto:
         self.conf = conf
 
     @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
     def target(self) -> MqttTarget:
         return MqttTarget("127.0.0.1", self.port)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)], stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 10
         import socket
 
@@ -141,7 +141,11 @@ class Mosquitto:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(timeout=10)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.proc = None
 
 

@@ -10,99 +10,24 @@ touching the broker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import shutil
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import aiomqtt
 import pytest
 
 from core.settings import MqttTarget
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited with {proc.returncode}: {log.read_text(errors='replace')}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"mosquitto did not listen on {port} within {timeout_s} s")
-
-
-@dataclass
-class MosquittoBroker:
-    """A mosquitto subprocess with a throwaway config; ``stop()``/``start()`` keep the port."""
-
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    host: str = "127.0.0.1"
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
-
-    @property
-    def target(self) -> MqttTarget:
-        return MqttTarget.parse(self.url)
-
-    def start(self) -> None:
-        conf = self.workdir / "mosquitto.conf"
-        log = self.workdir / "mosquitto.log"
-        conf.write_text(
-            "\n".join(
-                [
-                    f"listener {self.port} 127.0.0.1",
-                    "allow_anonymous true",
-                    "persistence false",
-                    # tests subscribe with QoS 1 and must not lose messages to a full queue
-                    "max_queued_messages 0",
-                    "max_queued_bytes 0",
-                    f"log_dest file {log}",
-                    "log_type error",
-                    "log_type warning",
-                    "",
-                ]
-            )
-        )
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _wait_listening(self.port, self.proc, log)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+from tests.conftest import Mosquitto
 
 
 @pytest.fixture(scope="session")
-def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto"))
-    broker.start()
-    yield broker
-    broker.stop()
+def mqtt_broker(mosquitto: Mosquitto) -> Mosquitto:
+    """The session's mosquitto (tests/conftest.py), under the name these tests use."""
+    return mosquitto
 
 
 @pytest.fixture
@@ -178,7 +103,7 @@ class TcpProxy:
 
 
 @pytest.fixture
-async def tcp_proxy(mqtt_broker: MosquittoBroker) -> AsyncIterator[TcpProxy]:
+async def tcp_proxy(mqtt_broker: Mosquitto) -> AsyncIterator[TcpProxy]:
     proxy = TcpProxy(mqtt_broker.host, mqtt_broker.port)
     await proxy.start()
     yield proxy
@@ -202,7 +127,7 @@ class Collected(list[Received]):
 
 
 @asynccontextmanager
-async def _collecting(broker: MosquittoBroker, filters: Iterable[str]) -> AsyncIterator[Collected]:
+async def _collecting(broker: Mosquitto, filters: Iterable[str]) -> AsyncIterator[Collected]:
     got = Collected()
     async with aiomqtt.Client(broker.host, broker.port) as client:
         for f in filters:
@@ -223,7 +148,7 @@ async def _collecting(broker: MosquittoBroker, filters: Iterable[str]) -> AsyncI
 
 @pytest.fixture
 def mqtt_collect(
-    mqtt_broker: MosquittoBroker,
+    mqtt_broker: Mosquitto,
 ) -> Callable[[Iterable[str]], AbstractAsyncContextManager[Collected]]:
     """``async with mqtt_collect([filter, ...]) as got:`` subscribed before the body runs."""
     return functools.partial(_collecting, mqtt_broker)

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
 
-    from tests.simulators.conftest import Collected, MosquittoBroker, Received, TcpProxy
+    from tests.conftest import Mosquitto
+    from tests.simulators.conftest import Collected, Received, TcpProxy
 
     Collect = Callable[[Iterable[str]], AbstractAsyncContextManager[Collected]]
 
@@ -80,7 +81,7 @@ def decoded(got: list[Received]) -> Iterator[tuple[Received, Any]]:
 
 
 async def test_subscriber_gets_exactly_what_the_publisher_counts(
-    mqtt_broker: MosquittoBroker, mqtt_collect: Collect, unique_mine: str
+    mqtt_broker: Mosquitto, mqtt_collect: Collect, unique_mine: str
 ) -> None:
     registry = parse_registry(small_registry(unique_mine))
     sim = build_simulation(
@@ -130,7 +131,7 @@ async def test_subscriber_gets_exactly_what_the_publisher_counts(
 
 
 async def test_injected_faults_are_counted_as_ingest_will_see_them(
-    mqtt_broker: MosquittoBroker, mqtt_collect: Collect, unique_mine: str
+    mqtt_broker: Mosquitto, mqtt_collect: Collect, unique_mine: str
 ) -> None:
     registry = parse_registry(small_registry(unique_mine))
     faults = TransportFaults(duplicate_prob=0.1, reorder_prob=0.1, malformed_prob=0.15, seed=11)
@@ -183,7 +184,7 @@ def _stream(mine: str, sensor: str, t_s: np.ndarray) -> SensorStream:
 
 
 async def test_fast_past_then_real_time_and_never_ahead_of_the_wall_clock(
-    mqtt_broker: MosquittoBroker, mqtt_collect: Collect, unique_mine: str
+    mqtt_broker: Mosquitto, mqtt_collect: Collect, unique_mine: str
 ) -> None:
     now = time.time()
     # 100 s of past at speed 50 catches up after ~2 s; then 2-3 s in real time
@@ -207,7 +208,7 @@ async def test_fast_past_then_real_time_and_never_ahead_of_the_wall_clock(
 
 
 async def test_reconnects_and_resends_after_the_link_is_cut(
-    mqtt_broker: MosquittoBroker, mqtt_collect: Collect, tcp_proxy: TcpProxy, unique_mine: str
+    mqtt_broker: Mosquitto, mqtt_collect: Collect, tcp_proxy: TcpProxy, unique_mine: str
 ) -> None:
     now = time.time()
     t = np.arange(math.floor(now) - 4000.0, math.floor(now) - 1.0, 1.0)
@@ -240,7 +241,7 @@ async def test_reconnects_and_resends_after_the_link_is_cut(
     assert stats.messages <= len(got) <= stats.messages + stats.resent_messages
 
 
-async def test_cancellation_stops_promptly_and_keeps_the_counts(mqtt_broker: MosquittoBroker, unique_mine: str) -> None:
+async def test_cancellation_stops_promptly_and_keeps_the_counts(mqtt_broker: Mosquitto, unique_mine: str) -> None:
     now = time.time()
     t = np.arange(math.floor(now) - 60.0, math.floor(now) + 3600.0, 1.0)
     pub = Publisher([_stream(unique_mine, "RG-01", t)], mqtt_broker.target, speed=1000.0, upload_s=0.0)
@@ -256,7 +257,7 @@ async def test_cancellation_stops_promptly_and_keeps_the_counts(mqtt_broker: Mos
 
 
 async def test_run_simulate_cli_hook(
-    mqtt_broker: MosquittoBroker,
+    mqtt_broker: Mosquitto,
     mqtt_collect: Collect,
     unique_mine: str,
     tmp_path: Path,

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from contextlib import AbstractAsyncContextManager
 
-    from tests.simulators.conftest import Collected, MosquittoBroker
+    from tests.conftest import Mosquitto
+    from tests.simulators.conftest import Collected
 
     Collect = Callable[[Iterable[str]], AbstractAsyncContextManager[Collected]]
 
@@ -156,7 +157,7 @@ def test_shift_to_end_at_keeps_spacing() -> None:
 
 
 async def test_run_replay_publishes_the_example_ending_now(
-    mqtt_broker: MosquittoBroker,
+    mqtt_broker: Mosquitto,
     mqtt_collect: Collect,
     unique_mine: str,
     tmp_path: Path,
