@@ -162,7 +162,6 @@ class AnalysisWorker:
             async with self._pool.acquire() as conn, conn.transaction():
                 # Late data (older than what was already stored) re-judges the past: mark it.
                 changes += await self._apply(conn, row, results, retroactive=d.late)
-                await store.mark_evaluated(conn, row.id, d.max_ts)
         return changes
 
     async def _sweep(self, now_s: float) -> int:

@@ -161,13 +161,3 @@ async def add_event(
         w.retroactive,
         json.dumps(w.evidence),
     )
-
-
-async def mark_evaluated(conn: Conn, sensor_id: int, to: datetime) -> None:
-    await conn.execute(
-        """INSERT INTO sensor_eval (sensor_id, evaluated_to) VALUES ($1, $2)
-           ON CONFLICT (sensor_id) DO UPDATE
-               SET evaluated_to = greatest(sensor_eval.evaluated_to, EXCLUDED.evaluated_to), evaluated_at = now()""",
-        sensor_id,
-        to,
-    )

@@ -21,9 +21,16 @@ async def test_migrate_is_idempotent_and_detects_flavour(db_dsn: str) -> None:
     finally:
         await conn.close()
     assert first.flavour is (Flavour.TIMESCALE if available else Flavour.PLAIN)
-    assert first.applied == ("001_registry", "002_readings", "003_alerts", "004_rollups", "005_dirty_late")
+    assert first.applied == (
+        "001_registry",
+        "002_readings",
+        "003_alerts",
+        "004_rollups",
+        "005_dirty_late",
+        "006_drop_sensor_eval",
+    )
     assert again.applied == ()
-    assert again.already == 5
+    assert again.already == 6
 
 
 async def test_an_edited_migration_is_refused(db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
