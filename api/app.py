@@ -10,8 +10,9 @@ import asyncpg
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from api.auth import FailedAuthLimiter
 from api.errors import install_error_handlers
-from api.routes import alerts, ops, readings, registry
+from api.routes import alerts, ops, readings, registry, session
 from core.settings import Settings
 from db.pool import open_pool
 
@@ -45,8 +46,11 @@ def create_app(
         version="0.1.0",
         summary="Slope and tailings-dam monitoring: registry, readings, alerts",
         description=(
-            "Four-level networking (mine → county → city → province): every listing takes a GB/T 2260 "
-            "`region` code to narrow it to that subtree. Times are ISO 8601 with offsets; stored in UTC."
+            "Four-level networking (mine → county → city → province). Every request carries a token "
+            "(`Authorization: Bearer <token>`, made with `slopewatch token create`) bound to one node of the "
+            "region tree and a role; it sees that node's subtree only, and anything outside answers 404. "
+            "Listings take a GB/T 2260 `region` code to narrow further. Times are ISO 8601 with offsets; "
+            "stored in UTC."
         ),
         lifespan=lifespan,
     )
@@ -55,7 +59,8 @@ def create_app(
         app.state.pool = pool
     app.state.metrics = metrics if metrics is not None else CollectorRegistry()
     install_error_handlers(app)
-    for module in (registry, readings, alerts):
+    app.state.auth_limiter = FailedAuthLimiter()
+    for module in (session, registry, readings, alerts):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)
     return app

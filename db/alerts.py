@@ -138,6 +138,7 @@ async def clear_alert(conn: Conn, alert: OpenAlert, w: AlertWrite, *, close: boo
     await conn.execute(
         """UPDATE alert SET active = false, updated_at = greatest(updated_at, $2), modified_at = now(),
                             state = CASE WHEN $3 THEN 'closed' ELSE state END,
+                            stage = CASE WHEN $3 THEN 'closed' ELSE stage END,
                             closed_at = CASE WHEN $3 THEN $2 ELSE closed_at END
            WHERE id = $1""",
         alert.id,

@@ -38,16 +38,19 @@ FROM mine m
 """
 
 
-async def mines(conn: Conn, *, prefix: str, kind: str | None, after: str | None, limit: int) -> list[asyncpg.Record]:
+async def mines(
+    conn: Conn, *, prefix: str, mine_code: str | None = None, kind: str | None, after: str | None, limit: int
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         _MINE
         + """ WHERE m.region_code LIKE $1 || '%' AND ($2::text IS NULL OR m.kind = $2)
-              AND ($3::text IS NULL OR m.code > $3)
+              AND ($3::text IS NULL OR m.code > $3) AND ($5::text IS NULL OR m.code = $5)
               ORDER BY m.code LIMIT $4""",
         prefix,
         kind,
         after,
         limit,
+        mine_code,
     )
 
 

@@ -254,3 +254,18 @@ async def loaded_dsn(migrated_dsn: str) -> str:
     finally:
         await conn.close()
     return migrated_dsn
+
+
+async def issue_token(pool: asyncpg.Pool, *, role: str = "admin", scope_kind: str = "all", scope_code: str = "") -> str:
+    """A fresh API token (its secret) for tests."""
+    from db import tokens
+
+    async with pool.acquire() as conn:
+        _, secret = await tokens.create(
+            conn, name=f"test {role} {scope_kind} {scope_code}", role=role, scope_kind=scope_kind, scope_code=scope_code
+        )
+    return secret
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

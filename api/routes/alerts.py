@@ -6,16 +6,19 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
+from asyncpg import Record
 from fastapi import APIRouter, Path, Query
 
+from api.auth import Principal, PrincipalDep, narrow
 from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import Cursor
 from api.schemas import Alert, AlertEvent, Page, decode_cursor, encode_cursor
-from api.scope import RegionQuery, scope_prefix
+from api.scope import RegionQuery
 from core.model import Level
 from core.wire import CODE_PATTERN
 from db import queries
+from db.pool import Conn
 
 router = APIRouter(tags=["alerts"])
 
@@ -31,6 +34,7 @@ def alert_schema(r: Any) -> Alert:
 @router.get("/alerts", response_model=Page[Alert], summary="Alerts, newest change first")
 async def list_alerts(
     conn: ConnDep,
+    who: PrincipalDep,
     region: RegionQuery = None,
     level: Annotated[str | None, Query(description="minimum level: blue, yellow, orange or red")] = None,
     state: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
@@ -41,7 +45,7 @@ async def list_alerts(
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[Alert]:
-    prefix = await scope_prefix(conn, region)
+    scope = await narrow(conn, who, region=region, mine=mine)
     min_level = None
     if level is not None:
         try:
@@ -60,10 +64,10 @@ async def list_alerts(
             raise BadRequest("cursor is not one this API issued") from None
     rows = await queries.alerts(
         conn,
-        prefix=prefix,
+        prefix=scope.prefix,
         min_level=min_level,
         state=state,
-        mine_code=mine,
+        mine_code=scope.mine_code,
         rule=rule,
         since=since,
         until=until,
@@ -80,18 +84,22 @@ async def list_alerts(
 AlertId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-@router.get("/alerts/{alert_id}", response_model=Alert)
-async def get_alert(conn: ConnDep, alert_id: AlertId) -> Alert:
+async def visible_alert(conn: Conn, who: Principal, alert_id: int) -> Record:
+    """The alert's row, or 404 if it does not exist or lies outside the caller's subtree."""
     row = await queries.alert(conn, alert_id)
-    if row is None:
+    if row is None or not who.scope.sees(row["region_code"], row["mine_code"]):
         raise NotFound(f"alert {alert_id} does not exist")
-    return alert_schema(row)
+    return row
+
+
+@router.get("/alerts/{alert_id}", response_model=Alert)
+async def get_alert(conn: ConnDep, who: PrincipalDep, alert_id: AlertId) -> Alert:
+    return alert_schema(await visible_alert(conn, who, alert_id))
 
 
 @router.get("/alerts/{alert_id}/events", response_model=list[AlertEvent], summary="The alert's history")
-async def alert_events(conn: ConnDep, alert_id: AlertId) -> list[AlertEvent]:
-    if await queries.alert(conn, alert_id) is None:
-        raise NotFound(f"alert {alert_id} does not exist")
+async def alert_events(conn: ConnDep, who: PrincipalDep, alert_id: AlertId) -> list[AlertEvent]:
+    await visible_alert(conn, who, alert_id)
     out = []
     for r in await queries.alert_events(conn, alert_id):
         d = dict(r)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.auth import PrincipalDep, Role
 from api.deps import ConnDep, MetricsDep, PoolDep
 from api.routes.registry import Cursor
 from api.schemas import DeadLetter, Health, Page, decode_cursor, encode_cursor
@@ -43,11 +44,14 @@ async def metrics(registry: MetricsDep) -> Response:
 @router.get("/dead-letters", response_model=Page[DeadLetter], summary="Rejected messages, newest first")
 async def dead_letters(
     conn: ConnDep,
+    who: PrincipalDep,
     reason: RejectReason | None = None,
     since: datetime | None = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[DeadLetter]:
+    # Rejected payloads may name mines of any region, or none: the operators of the service only.
+    who.require(Role.ADMIN, "read dead letters")
     before = int(decode_cursor(cursor, 1)[0]) if cursor else None
     rows = await queries.dead_letters(
         conn, reason=reason.value if reason else None, since=since, before_id=before, limit=limit

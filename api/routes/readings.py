@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.auth import PrincipalDep, visible_mine
 from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import CodePath, Cursor
@@ -41,7 +42,8 @@ def _aware(name: str, value: datetime) -> datetime:
 
 
 @router.get("/mines/{mine}/sensors/{sensor}/latest", response_model=list[LatestValue])
-async def latest(conn: ConnDep, mine: CodePath, sensor: CodePath) -> list[LatestValue]:
+async def latest(conn: ConnDep, who: PrincipalDep, mine: CodePath, sensor: CodePath) -> list[LatestValue]:
+    await visible_mine(conn, who, mine)
     row = await queries.sensor(conn, mine, sensor)
     if row is None:
         raise NotFound(f"sensor {sensor!r} is not registered under mine {mine!r}")
@@ -55,6 +57,7 @@ async def latest(conn: ConnDep, mine: CodePath, sensor: CodePath) -> list[Latest
 )
 async def readings(
     conn: ConnDep,
+    who: PrincipalDep,
     mine: CodePath,
     sensor: CodePath,
     start: Annotated[datetime | None, Query(description="ISO 8601 with offset; default end - 1 day")] = None,
@@ -64,6 +67,7 @@ async def readings(
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
 ) -> Readings:
+    await visible_mine(conn, who, mine)
     row = await queries.sensor(conn, mine, sensor)
     if row is None:
         raise NotFound(f"sensor {sensor!r} is not registered under mine {mine!r}")

@@ -8,11 +8,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from api.auth import PrincipalDep, narrow, visible_mine
 from api.deps import ConnDep
 from api.errors import NotFound
 from api.schemas import Mine, Page, Region, Sensor, Site, decode_cursor, encode_cursor
-from api.scope import RegionQuery, scope_prefix
-from core.model import Level, MineKind, SensorKind
+from api.scope import RegionQuery
+from core.model import Level, MineKind, SensorKind, region_prefix
 from core.wire import CODE_PATTERN
 from db import queries
 
@@ -28,28 +29,41 @@ def _level(value: int | None) -> str | None:
 
 
 @router.get("/regions", response_model=list[Region], summary="Regions of the subtree, with mine counts")
-async def list_regions(conn: ConnDep, region: RegionQuery = None) -> list[Region]:
-    prefix = await scope_prefix(conn, region)
-    return [Region(**dict(r)) for r in await queries.regions(conn, prefix)]
+async def list_regions(conn: ConnDep, who: PrincipalDep, region: RegionQuery = None) -> list[Region]:
+    scope = await narrow(conn, who, region=region)
+    if scope.mine_code is not None:
+        # A mine's token sees the regions above its mine (its county, city, province).
+        rows = [r for r in await queries.regions(conn, "") if scope.prefix.startswith(region_prefix(r["code"]))]
+        return [Region(**{**dict(r), "mines": 1}) for r in rows]
+    return [Region(**dict(r)) for r in await queries.regions(conn, scope.prefix)]
 
 
 @router.get("/mines", response_model=Page[Mine], summary="Mines in a region subtree")
 async def list_mines(
     conn: ConnDep,
+    who: PrincipalDep,
     region: RegionQuery = None,
     kind: MineKind | None = None,
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> Page[Mine]:
-    prefix = await scope_prefix(conn, region)
+    scope = await narrow(conn, who, region=region)
     after = decode_cursor(cursor, 1)[0] if cursor else None
-    rows = await queries.mines(conn, prefix=prefix, kind=kind.value if kind else None, after=after, limit=limit)
+    rows = await queries.mines(
+        conn,
+        prefix=scope.prefix,
+        mine_code=scope.mine_code,
+        kind=kind.value if kind else None,
+        after=after,
+        limit=limit,
+    )
     items = [_mine(r) for r in rows]
     return Page(items=items, next_cursor=encode_cursor(items[-1].code) if len(items) == limit else None)
 
 
 @router.get("/mines/{mine}", response_model=Mine)
-async def get_mine(conn: ConnDep, mine: CodePath) -> Mine:
+async def get_mine(conn: ConnDep, who: PrincipalDep, mine: CodePath) -> Mine:
+    await visible_mine(conn, who, mine)
     row = await queries.mine(conn, mine)
     if row is None:
         raise NotFound(f"mine {mine!r} is not in the registry")
@@ -57,9 +71,8 @@ async def get_mine(conn: ConnDep, mine: CodePath) -> Mine:
 
 
 @router.get("/mines/{mine}/sites", response_model=list[Site])
-async def list_sites(conn: ConnDep, mine: CodePath) -> list[Site]:
-    if await queries.mine(conn, mine) is None:
-        raise NotFound(f"mine {mine!r} is not in the registry")
+async def list_sites(conn: ConnDep, who: PrincipalDep, mine: CodePath) -> list[Site]:
+    await visible_mine(conn, who, mine)
     return [
         Site(**{**dict(r), "worst_open_level": _level(r["worst_open_level"])}) for r in await queries.sites(conn, mine)
     ]
@@ -68,6 +81,7 @@ async def list_sites(conn: ConnDep, mine: CodePath) -> list[Site]:
 @router.get("/sensors", response_model=Page[Sensor], summary="Sensors, filtered by region, mine, site, kind")
 async def list_sensors(
     conn: ConnDep,
+    who: PrincipalDep,
     region: RegionQuery = None,
     mine: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
     site: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
@@ -75,12 +89,12 @@ async def list_sensors(
     cursor: Cursor = None,
     limit: Limit = 200,
 ) -> Page[Sensor]:
-    prefix = await scope_prefix(conn, region)
+    scope = await narrow(conn, who, region=region, mine=mine)
     after = tuple(decode_cursor(cursor, 2)) if cursor else None
     rows = await queries.sensors(
         conn,
-        prefix=prefix,
-        mine_code=mine,
+        prefix=scope.prefix,
+        mine_code=scope.mine_code,
         site_code=site,
         kind=kind.value if kind else None,
         after=(str(after[0]), str(after[1])) if after else None,
@@ -95,7 +109,8 @@ async def list_sensors(
 
 
 @router.get("/mines/{mine}/sensors/{sensor}", response_model=Sensor)
-async def get_sensor(conn: ConnDep, mine: CodePath, sensor: CodePath) -> Sensor:
+async def get_sensor(conn: ConnDep, who: PrincipalDep, mine: CodePath, sensor: CodePath) -> Sensor:
+    await visible_mine(conn, who, mine)
     row = await queries.sensor(conn, mine, sensor)
     if row is None:
         raise NotFound(f"sensor {sensor!r} is not registered under mine {mine!r}")

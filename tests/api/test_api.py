@@ -15,6 +15,7 @@ from core.settings import Settings
 from db import alerts as store
 from db.pool import open_pool
 from db.readings import DeadLetter, ReadingBatch, write_batch
+from tests.conftest import bearer, issue_token
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -24,7 +25,8 @@ async def client(loaded_dsn: str, settings: Settings) -> AsyncIterator[tuple[htt
     async with open_pool(loaded_dsn, settings) as pool:
         app = create_app(settings, pool=pool)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        headers = bearer(await issue_token(pool))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as http:
             yield http, pool
 
 

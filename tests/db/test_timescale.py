@@ -16,7 +16,7 @@ from db.migrate import Flavour, apply_policies, migrate
 from db.pool import open_pool
 from db.readings import ReadingBatch, write_batch
 from db.registry import load_registry
-from tests.conftest import small_registry_doc
+from tests.conftest import bearer, issue_token, small_registry_doc
 from tests.support.timescale import start_timescale
 
 pytestmark = pytest.mark.timescale
@@ -68,7 +68,9 @@ async def test_hypertable_compression_aggregates_and_api(timescale_dsn: str, set
         await conn.close()
     async with open_pool(timescale_dsn, settings) as pool:
         app = create_app(settings, pool=pool)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(await issue_token(pool))
+        ) as http:
             params = {"start": T0.isoformat(), "end": (T0 + timedelta(days=20)).isoformat()}
             daily = (
                 await http.get("/api/v1/mines/M1T/sensors/PZ01/readings", params={**params, "bucket": "1d"})

@@ -19,7 +19,7 @@ from db.pool import open_pool
 from ingest.metrics import IngestMetrics
 from ingest.service import IngestService
 from simulators.simulate import build_simulation
-from tests.conftest import Mosquitto, small_registry_doc, wait_for
+from tests.conftest import Mosquitto, bearer, issue_token, small_registry_doc, wait_for
 
 
 async def test_creep_to_failure_raises_a_red_alert_visible_through_the_api(
@@ -58,7 +58,9 @@ async def test_creep_to_failure_raises_a_red_alert_visible_through_the_api(
 
             await wait_for(lambda: stored() >= expected_values, within_s=60)
             app = create_app(settings, pool=pool, metrics=metrics)
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(await issue_token(pool))
+            ) as http:
 
                 async def red_alert() -> bool:
                     items = (await http.get("/api/v1/alerts", params={"mine": "M1", "level": "red"})).json()["items"]
