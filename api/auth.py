@@ -86,6 +86,10 @@ class Principal:
             raise Forbidden(f"a {self.role.label} token may not {doing}; that needs a {role.label} token or higher")
 
 
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
 class FailedAuthLimiter:
     """At most ``max_failures`` failed authentications per client address in a sliding window.
 

@@ -136,8 +136,22 @@ class Alert(BaseModel):
     explanation_en: str
     explanation_zh: str
     evacuation: str | None = Field(description="停产撤人 instruction, on red alerts")
+    stage: str = Field(description="handling stage: open, acknowledged, handling, resolved, verified, closed")
+    acknowledged_at: datetime | None
+    five_fixed: FiveFixedOut | None = Field(description="五落实, once the alert is in handling")
+    handling_overdue: bool = Field(description="in handling past the five-fixed deadline")
+    supervision_deadline: datetime | None = Field(description="earliest 督办 deadline set by a higher level")
+    supervision_overdue: bool = Field(description="supervised, past the deadline and not closed")
     created_at: datetime
     modified_at: datetime
+
+
+class FiveFixedOut(BaseModel):
+    responsible_person: str
+    measures: str
+    funds: str
+    deadline: datetime
+    contingency_plan: str
 
 
 class AlertEvent(BaseModel):
@@ -149,6 +163,9 @@ class AlertEvent(BaseModel):
     recorded_at: datetime
     retroactive: bool
     evidence: dict[str, Any] | None
+    actor: str | None = Field(description="who did it; null for the detectors")
+    note: str | None
+    details: dict[str, Any] | None = Field(description="e.g. the five fixed, or a supervision's deadline")
 
 
 class DeadLetter(BaseModel):

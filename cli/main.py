@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
 
+    from cli import tokens
+
+    tokens.add_arguments(add("token", "create, list or revoke API tokens (scoped to a region, a mine or all)"))
+
     _add_plugin_commands(add)
     return parser
 
@@ -113,6 +117,12 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _registry(args, settings)
     if command == "db":
         return await _migrate(settings)
+    if command == "token":
+        from cli import tokens
+
+        with runtime.database(settings) as dsn:
+            await prepare_database(dsn, settings)
+            return await tokens.run(args, settings, dsn)
     if command == "ingest":
         return await _ingest(settings)
     if command == "analyze":

@@ -179,7 +179,9 @@ async def readings_bucketed(
 _ALERT = """
 SELECT a.id, a.rule, a.rule_version, a.level, a.peak_level, a.state, a.active, a.opened_at, a.updated_at,
        a.closed_at, a.evidence::text AS evidence, a.explanation_en, a.explanation_zh, a.forecast_failure_at,
-       a.retroactive, a.created_at, a.modified_at, a.region_code,
+       a.retroactive, a.created_at, a.modified_at, a.region_code, a.stage, a.acknowledged_at,
+       a.responsible_person, a.measures, a.funds, a.handling_deadline, a.contingency_plan,
+       (SELECT min(v.deadline) FROM alert_supervision v WHERE v.alert_id = a.id) AS supervision_deadline,
        s.code AS sensor_code, s.kind AS sensor_kind, si.code AS site_code, m.code AS mine_code, m.name AS mine_name,
        CASE WHEN a.level = 4 THEN m.evacuation END AS evacuation
 FROM alert a JOIN sensor s ON s.id = a.sensor_id JOIN site si ON si.id = a.site_id JOIN mine m ON m.id = a.mine_id
@@ -198,12 +200,14 @@ async def alerts(
     until: datetime | None,
     after: tuple[datetime, int] | None,
     limit: int,
+    stage: str | None = None,
 ) -> list[asyncpg.Record]:
     """Newest change first; ``since``/``until`` bound the last change (modified_at)."""
     return await conn.fetch(
         _ALERT
         + """ WHERE a.region_code LIKE $1 || '%' AND ($2::int IS NULL OR a.level >= $2)
               AND ($3::text IS NULL OR a.state = $3) AND ($4::text IS NULL OR m.code = $4)
+              AND ($11::text IS NULL OR a.stage = $11)
               AND ($5::text IS NULL OR a.rule = $5)
               AND ($6::timestamptz IS NULL OR a.modified_at >= $6) AND ($7::timestamptz IS NULL OR a.modified_at < $7)
               AND ($8::timestamptz IS NULL OR (a.modified_at, a.id) < ($8, $9))
@@ -218,6 +222,7 @@ async def alerts(
         after[0] if after else None,
         after[1] if after else None,
         limit,
+        stage,
     )
 
 
@@ -227,7 +232,8 @@ async def alert(conn: Conn, alert_id: int) -> asyncpg.Record | None:
 
 async def alert_events(conn: Conn, alert_id: int) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT id, kind, level, from_level, at, recorded_at, retroactive, evidence::text AS evidence
+        """SELECT id, kind, level, from_level, at, recorded_at, retroactive, evidence::text AS evidence,
+                  actor, note, details::text AS details
            FROM alert_event WHERE alert_id = $1 ORDER BY id""",
         alert_id,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from asyncpg import Record
@@ -13,7 +13,7 @@ from api.auth import Principal, PrincipalDep, narrow
 from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import Cursor
-from api.schemas import Alert, AlertEvent, Page, decode_cursor, encode_cursor
+from api.schemas import Alert, AlertEvent, FiveFixedOut, Page, decode_cursor, encode_cursor
 from api.scope import RegionQuery
 from core.model import Level
 from core.wire import CODE_PATTERN
@@ -23,11 +23,21 @@ from db.pool import Conn
 router = APIRouter(tags=["alerts"])
 
 
+_FIVE = ("responsible_person", "measures", "funds", "contingency_plan")
+
+
 def alert_schema(r: Any) -> Alert:
     d = dict(r)
     d["level"] = Level(d["level"]).label
     d["peak_level"] = Level(d["peak_level"]).label
     d["evidence"] = json.loads(d["evidence"])
+    five = {k: d.pop(k) for k in _FIVE}
+    deadline = d.pop("handling_deadline")
+    now = datetime.now(UTC)
+    d["five_fixed"] = FiveFixedOut(**five, deadline=deadline) if deadline is not None else None
+    d["handling_overdue"] = d["stage"] == "handling" and deadline is not None and deadline < now
+    sup = d["supervision_deadline"]
+    d["supervision_overdue"] = d["stage"] != "closed" and sup is not None and sup < now
     return Alert(**d)
 
 
@@ -38,6 +48,13 @@ async def list_alerts(
     region: RegionQuery = None,
     level: Annotated[str | None, Query(description="minimum level: blue, yellow, orange or red")] = None,
     state: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+    stage: Annotated[
+        str | None,
+        Query(
+            pattern="^(open|acknowledged|handling|resolved|verified|closed)$",
+            description="handling stage; open means not yet acknowledged",
+        ),
+    ] = None,
     mine: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
     rule: Annotated[str | None, Query(max_length=100)] = None,
     since: Annotated[datetime | None, Query(description="changed at or after (ISO 8601 with offset)")] = None,
@@ -67,6 +84,7 @@ async def list_alerts(
         prefix=scope.prefix,
         min_level=min_level,
         state=state,
+        stage=stage,
         mine_code=scope.mine_code,
         rule=rule,
         since=since,
@@ -106,5 +124,6 @@ async def alert_events(conn: ConnDep, who: PrincipalDep, alert_id: AlertId) -> l
         d["level"] = Level(d["level"]).label
         d["from_level"] = Level(d["from_level"]).label if d["from_level"] is not None else None
         d["evidence"] = json.loads(d["evidence"]) if d["evidence"] else None
+        d["details"] = json.loads(d["details"]) if d["details"] else None
         out.append(AlertEvent(**d))
     return out
