@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from api.auth import FailedAuthLimiter
 from api.errors import install_error_handlers
-from api.routes import alerts, handling, ops, readings, registry, session
+from api.routes import alerts, handling, ops, overview, readings, registry, session
 from core.settings import Settings
 from db.pool import open_pool
 
@@ -60,7 +60,7 @@ def create_app(
     app.state.metrics = metrics if metrics is not None else CollectorRegistry()
     install_error_handlers(app)
     app.state.auth_limiter = FailedAuthLimiter()
-    for module in (session, registry, readings, alerts, handling):
+    for module in (session, registry, readings, alerts, handling, overview):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)
     return app

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 
 from api.deps import ConnDep
 from api.errors import Forbidden, NotFound, TooManyRequests, Unauthorized
 from core.model import region_prefix
 from db import queries, tokens
-from db.pool import Conn
+from db.pool import Conn, DatabaseUnavailable
 
 SESSION_COOKIE = "slopewatch_session"
 
@@ -166,6 +167,15 @@ async def authenticate(request: Request, conn: ConnDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+async def authenticate_pool(request: Request, pool: asyncpg.Pool) -> Principal:
+    """:func:`authenticate` for long-lived responses that must not hold a connection."""
+    try:
+        async with pool.acquire(timeout=10) as conn:
+            return await authenticate(request, conn)
+    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+        raise DatabaseUnavailable(f"the database is not reachable: {exc!r}") from exc
 
 
 async def narrow(conn: Conn, principal: Principal, *, region: str | None = None, mine: str | None = None) -> Scope:

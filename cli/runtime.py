@@ -96,7 +96,10 @@ class _Server(uvicorn.Server):
 
 
 def api_server(app: FastAPI, host: str, port: int) -> _Server:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
+    # Open event streams would hold shutdown forever; they get a few seconds, then are closed.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=3
+    )
     return _Server(config)
 
 

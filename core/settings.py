@@ -82,6 +82,10 @@ class Settings:
     #: An alert comes down a level only after the lower level has held this long (measurement time).
     deescalate_dwell_s: float = 6 * 3600.0
 
+    # API
+    #: How often each server-sent-events stream polls the change feed.
+    stream_poll_s: float = 1.0
+
     # Database
     db_pool_max: int = 10
     #: 0 turns asyncpg's prepared-statement cache off (needed behind pgbouncer or PGlite).

@@ -1,0 +1,365 @@
+"""Regulators' views, cheap to poll: the per-region summary (with ETag → 304), the change
+feed of alert events with a ``since`` cursor, and the same feed as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from api.auth import Principal, PrincipalDep, Scope, authenticate_pool, narrow
+from api.deps import ConnDep
+from api.errors import BadRequest
+from api.scope import RegionQuery
+from core.model import Level, region_level_of
+from core.wire import CODE_PATTERN
+from db import overview
+from db.overview import FeedCursor
+from db.pool import Conn, DatabaseUnavailable
+
+router = APIRouter(tags=["overview"])
+
+LEVELS = ("none", "blue", "yellow", "orange", "red")
+STAGES = ("open", "acknowledged", "handling", "resolved", "verified")
+
+
+class FeedEvent(BaseModel):
+    cursor: str = Field(description="pass as ?after= to continue after this event")
+    id: int
+    alert_id: int
+    kind: str
+    level: str
+    from_level: str | None
+    at: datetime
+    recorded_at: datetime
+    retroactive: bool
+    actor: str | None
+    note: str | None
+    rule: str
+    alert_level: str
+    alert_stage: str
+    active: bool
+    region_code: str
+    mine_code: str
+    mine_name: str
+    site_code: str
+    sensor_code: str
+    evacuation: str | None = Field(description="停产撤人 instruction while the alert is red")
+
+
+class FeedPage(BaseModel):
+    items: list[FeedEvent]
+    next_cursor: str = Field(description="always set: poll again with ?after=<next_cursor>")
+
+
+MineQuery = Annotated[str | None, Query(pattern=CODE_PATTERN.pattern, max_length=64)]
+AfterQuery = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        description="a cursor from a previous page or event; 'latest' for only what happens from now on; "
+        "absent for the oldest first",
+    ),
+]
+
+
+def _event(r: asyncpg.Record) -> FeedEvent:
+    d = dict(r)
+    return FeedEvent(
+        cursor=FeedCursor(d.pop("xid"), d["id"]).text(),
+        level=Level(d.pop("level")).label,
+        from_level=Level(fl).label if (fl := d.pop("from_level")) is not None else None,
+        alert_level=Level(d.pop("alert_level")).label,
+        alert_stage=d.pop("stage"),
+        **d,
+    )
+
+
+async def _start(conn: Conn, after: str | None) -> FeedCursor:
+    if after is None:
+        return overview.START
+    if after == "latest":
+        return await overview.feed_head(conn)
+    try:
+        return FeedCursor.parse(after)
+    except ValueError:
+        raise BadRequest("after is not a cursor this API issued (or 'latest'); start again without it") from None
+
+
+@router.get(
+    "/alert-events",
+    response_model=FeedPage,
+    summary="Change feed: alert events of the subtree in commit order, after a cursor",
+)
+async def alert_event_feed(
+    conn: ConnDep,
+    who: PrincipalDep,
+    region: RegionQuery = None,
+    mine: MineQuery = None,
+    after: AfterQuery = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> FeedPage:
+    scope = await narrow(conn, who, region=region, mine=mine)
+    start = await _start(conn, after)
+    rows = await overview.feed(conn, start, prefix=scope.prefix, mine_code=scope.mine_code, limit=limit)
+    items = [_event(r) for r in rows]
+    return FeedPage(items=items, next_cursor=items[-1].cursor if items else start.text())
+
+
+@router.get(
+    "/alert-events/stream",
+    summary="The change feed as server-sent events (text/event-stream); resumes from Last-Event-ID",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def alert_event_stream(
+    request: Request,
+    region: RegionQuery = None,
+    mine: MineQuery = None,
+    after: AfterQuery = None,
+    last_event_id: Annotated[str | None, Header(max_length=40)] = None,
+) -> StreamingResponse:
+    # No connection is held for the life of the stream: each poll borrows one from the pool.
+    pool: asyncpg.Pool = request.app.state.pool
+    who = await authenticate_pool(request, pool)
+    try:
+        async with pool.acquire(timeout=10) as conn:
+            scope = await narrow(conn, who, region=region, mine=mine)
+            start = await _start(conn, last_event_id or after or "latest")
+    except (OSError, TimeoutError) as exc:
+        raise DatabaseUnavailable(f"the database is not reachable: {exc!r}") from exc
+    interval = request.app.state.settings.stream_poll_s
+    return StreamingResponse(
+        _stream(request, pool, who, scope, start, interval),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _stream(
+    request: Request, pool: asyncpg.Pool, who: Principal, scope: Scope, cursor: FeedCursor, interval_s: float
+) -> AsyncIterator[str]:
+    yield f"retry: 3000\n: slopewatch alert events for {who.scope_kind} {who.scope_code or '*'}\n\n"
+    idle_s = 0.0
+    while not await request.is_disconnected():
+        try:
+            async with pool.acquire(timeout=10) as conn:
+                rows = await overview.feed(conn, cursor, prefix=scope.prefix, mine_code=scope.mine_code, limit=500)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            rows = []  # the client keeps its cursor; the next poll catches up
+        for r in rows:
+            event = _event(r)
+            cursor = FeedCursor.parse(event.cursor)
+            yield f"id: {event.cursor}\nevent: alert_event\ndata: {event.model_dump_json()}\n\n"
+        if rows:
+            idle_s = 0.0
+            continue
+        idle_s += interval_s
+        if idle_s >= 15:
+            idle_s = 0.0
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(interval_s)
+
+
+class LevelCounts(BaseModel):
+    blue: int = 0
+    yellow: int = 0
+    orange: int = 0
+    red: int = 0
+
+
+class AlertCounts(BaseModel):
+    open: int
+    unacknowledged: int
+    by_level: LevelCounts
+    by_stage: dict[str, int]
+
+
+class MineStatus(BaseModel):
+    code: str
+    name: str
+    kind: str
+    region_code: str
+    worst_level: str = Field(description="highest level of its open alerts; none when it has none")
+    open_alerts: int
+    sensors: int
+    online: int
+
+
+class SensorCounts(BaseModel):
+    total: int
+    online: int
+    silent: int = Field(description="no reading received within 3 × its expected interval")
+    online_rate: float | None
+
+
+class NodeSummary(BaseModel):
+    code: str
+    name: str
+    level: str
+    mines: int
+    mines_by_worst_level: dict[str, int]
+    worst_level: str
+    open_alerts: int
+    unacknowledged: int
+    sensors: int
+    online_rate: float | None
+
+
+class Summary(BaseModel):
+    scope: str = Field(description="the node summarised: a region code, a mine code or * for all")
+    generated_at: datetime
+    alerts: AlertCounts
+    mines: int
+    mines_by_worst_level: dict[str, int]
+    worst_mines: list[MineStatus] = Field(description="mines with open alerts, worst first (at most 100)")
+    sensors: SensorCounts
+    overdue: dict[str, int] = Field(description="handling: past the five-fixed deadline; supervision: past 督办")
+    children: list[NodeSummary] = Field(description="the next level down: cities, counties, or the county's mines")
+    feed_cursor: str = Field(description="follow changes from here with /alert-events?after= or the stream")
+
+
+def _rate(online: int, total: int) -> float | None:
+    return round(online / total, 4) if total else None
+
+
+def _child_code(region_code: str, scope: Scope) -> str:
+    """The node one level below the scope that contains ``region_code``."""
+    if len(scope.prefix) < 2:
+        return region_code[:2] + "0000"
+    if len(scope.prefix) == 2:
+        return region_code[:4] + "00"
+    return region_code
+
+
+def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str) -> Summary:
+    by_mine: dict[int, dict[str, int]] = {}
+    by_level = LevelCounts()
+    by_stage = dict.fromkeys(STAGES, 0)
+    unack = handling_overdue = total_open = 0
+    for r in rows.open_alerts:
+        m = by_mine.setdefault(r["mine_id"], {"worst": 0, "open": 0, "unack": 0})
+        m["worst"] = max(m["worst"], r["level"])
+        m["open"] += r["n"]
+        m["unack"] += r["unacknowledged"]
+        label = Level(r["level"]).label
+        setattr(by_level, label, getattr(by_level, label) + r["n"])
+        by_stage[r["stage"]] = by_stage.get(r["stage"], 0) + r["n"]
+        unack += r["unacknowledged"]
+        handling_overdue += r["handling_overdue"]
+        total_open += r["n"]
+    region_names = {r["code"]: r["name"] for r in rows.regions}
+    statuses: list[MineStatus] = []
+    nodes: dict[str, dict[str, Any]] = {}
+    mines_by_worst = dict.fromkeys(LEVELS, 0)
+    sensors_total = sensors_online = 0
+    for r in rows.mines:
+        a = by_mine.get(r["id"], {"worst": 0, "open": 0, "unack": 0})
+        worst = LEVELS[a["worst"]]
+        mines_by_worst[worst] += 1
+        sensors_total += r["sensors"]
+        sensors_online += r["online"]
+        status = MineStatus(
+            code=r["code"],
+            name=r["name"],
+            kind=r["kind"],
+            region_code=r["region_code"],
+            worst_level=worst,
+            open_alerts=a["open"],
+            sensors=r["sensors"],
+            online=r["online"],
+        )
+        statuses.append(status)
+        if scope.mine_code is None:
+            node_code = _child_code(r["region_code"], scope) if len(scope.prefix) < 6 else r["code"]
+            node = nodes.setdefault(
+                node_code,
+                {
+                    "code": node_code,
+                    "name": region_names.get(node_code, r["name"]) if len(scope.prefix) < 6 else r["name"],
+                    "level": region_level_of(node_code).value if len(scope.prefix) < 6 else "mine",
+                    "mines": 0,
+                    "mines_by_worst_level": dict.fromkeys(LEVELS, 0),
+                    "worst": 0,
+                    "open_alerts": 0,
+                    "unacknowledged": 0,
+                    "sensors": 0,
+                    "online": 0,
+                },
+            )
+            node["mines"] += 1
+            node["mines_by_worst_level"][worst] += 1
+            node["worst"] = max(node["worst"], a["worst"])
+            node["open_alerts"] += a["open"]
+            node["unacknowledged"] += a["unack"]
+            node["sensors"] += r["sensors"]
+            node["online"] += r["online"]
+    worst_mines = sorted(
+        (s for s in statuses if s.open_alerts), key=lambda s: (-LEVELS.index(s.worst_level), -s.open_alerts, s.code)
+    )[:100]
+    children = [
+        NodeSummary(
+            code=n["code"],
+            name=n["name"],
+            level=n["level"],
+            mines=n["mines"],
+            mines_by_worst_level=n["mines_by_worst_level"],
+            worst_level=LEVELS[n["worst"]],
+            open_alerts=n["open_alerts"],
+            unacknowledged=n["unacknowledged"],
+            sensors=n["sensors"],
+            online_rate=_rate(n["online"], n["sensors"]),
+        )
+        for n in sorted(nodes.values(), key=lambda n: str(n["code"]))
+    ]
+    return Summary(
+        scope=scope_name,
+        generated_at=datetime.now(UTC),
+        alerts=AlertCounts(open=total_open, unacknowledged=unack, by_level=by_level, by_stage=by_stage),
+        mines=len(rows.mines),
+        mines_by_worst_level=mines_by_worst,
+        worst_mines=worst_mines,
+        sensors=SensorCounts(
+            total=sensors_total,
+            online=sensors_online,
+            silent=sensors_total - sensors_online,
+            online_rate=_rate(sensors_online, sensors_total),
+        ),
+        overdue={"handling": handling_overdue, "supervision": rows.supervision_overdue},
+        children=children,
+        feed_cursor=rows.cursor.text(),
+    )
+
+
+@router.get(
+    "/summary",
+    response_model=Summary,
+    summary="Per-region summary for dashboards; send If-None-Match with the last ETag to get 304 when unchanged",
+    responses={304: {"description": "unchanged since the ETag you sent"}},
+)
+async def summary(
+    conn: ConnDep,
+    who: PrincipalDep,
+    region: RegionQuery = None,
+    mine: MineQuery = None,
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    scope = await narrow(conn, who, region=region, mine=mine)
+    rows = await overview.summary_rows(conn, prefix=scope.prefix, mine_code=scope.mine_code)
+    name = mine or region or (who.scope_code if who.scope_kind != "all" else "*")
+    body = build_summary(rows, scope, name)
+    # The ETag covers everything but the generation time, so an unchanged picture is a 304.
+    payload = body.model_dump(mode="json", exclude={"generated_at"})
+    etag = '"' + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(body.model_dump_json(), media_type="application/json", headers=headers)

@@ -1,0 +1,118 @@
+"""Reads behind the regulators' views: the per-region summary and the change feed of
+alert events.
+
+The feed orders events by (writing transaction id, event id) and shows only events whose
+transaction is older than every transaction still running (``pg_snapshot_xmin``). A
+sequence hands out ids before commit, so ordering by id alone would let a poller skip an
+event that commits late with a lower id; this order never does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from db.pool import Conn
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FeedCursor:
+    xid: int
+    id: int
+
+    def text(self) -> str:
+        return f"{self.xid}.{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> FeedCursor:
+        xid, _, event_id = text.partition(".")
+        if not (xid.isdigit() and event_id.isdigit()) or len(text) > 40:
+            raise ValueError(text)
+        return cls(int(xid), int(event_id))
+
+
+START = FeedCursor(0, 0)
+
+_FEED = """
+SELECT e.xid::text::bigint AS xid, e.id, e.alert_id, e.kind, e.level, e.from_level, e.at, e.recorded_at,
+       e.retroactive, e.actor, e.note, a.rule, a.stage, a.level AS alert_level, a.active, a.region_code,
+       m.code AS mine_code, m.name AS mine_name, si.code AS site_code, s.code AS sensor_code,
+       CASE WHEN a.level = 4 THEN m.evacuation END AS evacuation
+FROM alert_event e
+JOIN alert a ON a.id = e.alert_id
+JOIN mine m ON m.id = a.mine_id
+JOIN site si ON si.id = a.site_id
+JOIN sensor s ON s.id = a.sensor_id
+WHERE e.xid < pg_snapshot_xmin(pg_current_snapshot())
+  AND (e.xid, e.id) > ($1::text::xid8, $2::bigint)
+  AND a.region_code LIKE $3 || '%' AND ($4::text IS NULL OR m.code = $4)
+ORDER BY e.xid, e.id
+LIMIT $5
+"""
+
+
+async def feed(
+    conn: Conn, after: FeedCursor, *, prefix: str, mine_code: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(_FEED, str(after.xid), after.id, prefix, mine_code, limit)
+
+
+async def feed_head(conn: Conn) -> FeedCursor:
+    """The cursor just past every event visible now (for 'only what happens from now on')."""
+    row = await conn.fetchrow(
+        """SELECT xid::text::bigint AS xid, id FROM alert_event
+           WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid DESC, id DESC LIMIT 1"""
+    )
+    return FeedCursor(row["xid"], row["id"]) if row is not None else START
+
+
+_MINES = """
+SELECT m.id, m.code, m.name, m.kind, m.region_code,
+       count(s.id) AS sensors,
+       count(s.id) FILTER (WHERE seen.received_at > now() - make_interval(secs => 3 * s.interval_s)) AS online
+FROM mine m
+LEFT JOIN sensor s ON s.mine_id = m.id
+LEFT JOIN LATERAL (SELECT max(l.received_at) AS received_at FROM sensor_latest l WHERE l.sensor_id = s.id) seen
+       ON true
+WHERE m.region_code LIKE $1 || '%' AND ($2::text IS NULL OR m.code = $2)
+GROUP BY m.id
+"""
+
+_OPEN_ALERTS = """
+SELECT a.mine_id, a.level, a.stage, count(*) AS n,
+       count(*) FILTER (WHERE a.stage = 'handling' AND a.handling_deadline < now()) AS handling_overdue,
+       count(*) FILTER (WHERE a.acknowledged_at IS NULL) AS unacknowledged
+FROM alert a
+WHERE a.state <> 'closed' AND a.region_code LIKE $1 || '%'
+  AND ($2::text IS NULL OR a.mine_id = (SELECT id FROM mine WHERE code = $2))
+GROUP BY a.mine_id, a.level, a.stage
+"""
+
+_SUPERVISION_OVERDUE = """
+SELECT count(DISTINCT v.alert_id) FROM alert_supervision v JOIN alert a ON a.id = v.alert_id
+WHERE a.stage <> 'closed' AND v.deadline < now() AND a.region_code LIKE $1 || '%'
+  AND ($2::text IS NULL OR a.mine_id = (SELECT id FROM mine WHERE code = $2))
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRows:
+    mines: list[asyncpg.Record]
+    open_alerts: list[asyncpg.Record]
+    supervision_overdue: int
+    regions: list[asyncpg.Record]
+    cursor: FeedCursor
+
+
+async def summary_rows(conn: Conn, *, prefix: str, mine_code: str | None) -> SummaryRows:
+    """Everything the summary needs, read in one repeatable-read snapshot so the parts agree."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        mines = await conn.fetch(_MINES, prefix, mine_code)
+        open_alerts = await conn.fetch(_OPEN_ALERTS, prefix, mine_code)
+        overdue = int(await conn.fetchval(_SUPERVISION_OVERDUE, prefix, mine_code) or 0)
+        regions = await conn.fetch(
+            "SELECT code, name, level FROM region WHERE code LIKE $1 || '%' ORDER BY code", prefix
+        )
+        cursor = await feed_head(conn)
+    return SummaryRows(mines, open_alerts, overdue, regions, cursor)
