@@ -19,7 +19,8 @@ from typing import Any, Final
 
 TOPIC_ROOT: Final = "slopewatch"
 WIRE_VERSION: Final = "v1"
-#: Mine and sensor codes: what may stand in a topic level and in a URL path.
+#: Mine and sensor codes: what may stand in a topic level and in a URL path. Match with
+#: ``fullmatch``: Python's ``$`` also matches before a trailing newline.
 CODE_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: Subscription filter for every mine's readings.
 READINGS_FILTER: Final = f"{TOPIC_ROOT}/{WIRE_VERSION}/+/+/readings"
@@ -114,7 +115,7 @@ def parse_topic(topic: str) -> Topic:
         )
     mine, sensor = parts[2], parts[3]
     for name, code in (("mine", mine), ("sensor", sensor)):
-        if not CODE_PATTERN.match(code):
+        if not CODE_PATTERN.fullmatch(code):
             raise PayloadRejected(
                 RejectReason.BAD_TOPIC,
                 f"{name} code {_clip(code)!r} in the topic must be 1-64 characters of A-Z a-z 0-9 _ -,"
@@ -132,11 +133,12 @@ def parse_time_us(raw: object) -> int:
     if isinstance(raw, bool):
         raise ValueError("time must be an ISO 8601 string with offset or epoch milliseconds, not a boolean")
     if isinstance(raw, int | float):
-        if not math.isfinite(raw):
+        # math.isfinite would raise OverflowError for an integer beyond the float range.
+        if isinstance(raw, float) and not math.isfinite(raw):
             raise ValueError("epoch milliseconds must be finite")
         if raw < _MIN_EPOCH_MS or raw > _MAX_EPOCH_MS:
             hint = " (it looks like epoch seconds: send milliseconds)" if 946_684_800 <= raw < 4_102_444_800 else ""
-            raise ValueError(f"epoch milliseconds {raw!r} is outside 2000-2100{hint}")
+            raise ValueError(f"epoch milliseconds {_clip(repr(raw))} is outside 2000-2100{hint}")
         return round(raw * 1000)
     if isinstance(raw, str):
         try:
@@ -260,9 +262,14 @@ def _reading(raw: object, max_t_us: int) -> WireReading:
             raise _ReadingRejected(
                 RejectReason.BAD_VALUE, f"channel {_clip(channel)!r}: value must be a number, got {_clip(repr(value))}"
             )
-        fvalue = float(value)
+        try:
+            fvalue = float(value)
+        except OverflowError:  # an integer literal beyond the float range
+            fvalue = math.inf
         if not math.isfinite(fvalue):
-            raise _ReadingRejected(RejectReason.NON_FINITE_VALUE, f"channel {_clip(channel)!r}: value is {value!r}")
+            raise _ReadingRejected(
+                RejectReason.NON_FINITE_VALUE, f"channel {_clip(channel)!r}: value is {_clip(repr(value))}"
+            )
         clean[channel] = fvalue
     seq = raw.get("seq")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63):

@@ -85,12 +85,18 @@ def _dead(
     topic: str, payload: bytes, reason: RejectReason, detail: str, rejected: int, accepted: int, max_bytes: int
 ) -> DeadLetter:
     return DeadLetter(
-        topic=topic[:1024],
+        topic=_storable(topic[:1024]),
         payload=payload[:max_bytes],
         payload_bytes=len(payload),
         truncated=len(payload) > max_bytes,
         reason=reason.value,
-        detail=detail[:2000],
+        detail=_storable(detail[:2000]),
         readings_rejected=rejected,
         readings_accepted=accepted,
     )
+
+
+def _storable(text: str) -> str:
+    """Text PostgreSQL accepts (UTF-8, no NUL). A dead letter that cannot be written would
+    fail its whole batch on every retry and stop ingest."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")

@@ -39,6 +39,16 @@ class _Pending:
     first_received: float | None = None
 
 
+def _observe_disconnect(client: aiomqtt.Client) -> None:
+    """Retrieve why the connection dropped, if it did. aiomqtt 2.5 keeps the reason in a
+    future that only its message iterator reads; when the session ended some other way
+    (a stop or a timed-out subscribe racing the drop) nobody would, and asyncio would
+    report "Future exception was never retrieved" when the client is collected."""
+    disconnected = client._disconnected
+    if disconnected.done() and not disconnected.cancelled():
+        disconnected.exception()
+
+
 def backoff_s(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
     """Exponential backoff with full jitter (so a fleet of workers does not reconnect in step)."""
     return random.uniform(0.0, min(cap, base * 2**attempt))
@@ -74,8 +84,9 @@ class IngestService:
         await self._directory.load()
         attempt = 0
         while not self._stopping.is_set():
+            client = self._client()
             try:
-                async with self._client() as client:
+                async with client:
                     attempt = 0
                     await self._session(client)
             except* aiomqtt.MqttError as group:
@@ -88,6 +99,8 @@ class IngestService:
                 await self._drain_unacked()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            finally:
+                _observe_disconnect(client)
         logger.info("ingest stopped")
 
     def _client(self) -> aiomqtt.Client:
@@ -193,8 +206,7 @@ class IngestService:
         while True:
             started = time.monotonic()
             try:
-                async with self._pool.acquire() as conn:
-                    inserted = await write_batch(conn, pending.batch, pending.dead)
+                inserted = await self._write(pending)
                 break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self._metrics.db_errors.inc()
@@ -225,6 +237,18 @@ class IngestService:
             len(pending.dead),
             elapsed,
         )
+
+    async def _write(self, pending: _Pending) -> int:
+        """One attempt, bounded in time. A connection whose peer vanished without a reset
+        (a partition, a host that rebooted) would block a query forever; closing it makes
+        the query fail at once, so the batch is retried on a fresh connection."""
+        timeout = self._settings.db_write_timeout_s
+        async with self._pool.acquire(timeout=timeout) as conn:
+            watchdog = asyncio.get_running_loop().call_later(timeout, conn.terminate)
+            try:
+                return await write_batch(conn, pending.batch, pending.dead)
+            finally:
+                watchdog.cancel()
 
     async def _drain_unacked(self) -> None:
         """After a lost connection, store what was received; the broker redelivers it anyway

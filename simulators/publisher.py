@@ -274,8 +274,9 @@ class Publisher:
     async def run(self) -> PublishStats:
         delay = self._backoff_s[0]
         while True:
+            client = self._client()
             try:
-                async with self._client() as client:
+                async with client:
                     client.pending_calls_threshold = self.max_inflight + 10
                     if self.stats.reconnects or delay != self._backoff_s[0]:
                         logger.info("publisher connected host=%s port=%d", self.target.host, self.target.port)
@@ -296,6 +297,11 @@ class Publisher:
                 )
                 await asyncio.sleep(wait)
                 delay = min(delay * 2.0, self._backoff_s[1])
+            finally:
+                # A publish that timed out after the link dropped leaves aiomqtt's record of
+                # the disconnection unread; read it, or asyncio reports it when collected.
+                if client._disconnected.done() and not client._disconnected.cancelled():
+                    client._disconnected.exception()
 
     def _client(self) -> aiomqtt.Client:
         return aiomqtt.Client(
