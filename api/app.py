@@ -3,7 +3,9 @@ caller hands one in (the demo and tests share theirs)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -12,11 +14,25 @@ from prometheus_client import CollectorRegistry
 
 from api.auth import FailedAuthLimiter
 from api.errors import install_error_handlers
-from api.routes import alerts, handling, ops, overview, readings, registry, session
+from api.routes import alerts, gaps, handling, integrity, ops, overview, pages, readings, registry, session
 from core.settings import Settings
+from db.overview import refresh_mine_status
 from db.pool import open_pool
 
+logger = logging.getLogger(__name__)
+
 API_PREFIX = "/api/v1"
+
+
+async def refresh_status_forever(pool: asyncpg.Pool, every_s: float) -> None:
+    """Keep the per-mine online counts behind the summary fresh (see db/overview.py)."""
+    while True:
+        try:
+            async with pool.acquire(timeout=10) as conn:
+                await refresh_mine_status(conn)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            logger.warning("could not refresh the online counts of the summary: %r", exc)
+        await asyncio.sleep(every_s)
 
 
 def create_app(
@@ -32,13 +48,17 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if pool is not None:
-            app.state.pool = pool
-            yield
-            return
-        assert dsn is not None
-        async with open_pool(dsn, settings) as own:
-            app.state.pool = own
+        async with contextlib.AsyncExitStack() as stack:
+            if pool is not None:
+                app.state.pool = pool
+            else:
+                assert dsn is not None
+                app.state.pool = await stack.enter_async_context(open_pool(dsn, settings))
+            if settings.summary_refresh_s > 0:
+                refresher = asyncio.create_task(
+                    refresh_status_forever(app.state.pool, settings.summary_refresh_s), name="mine-status"
+                )
+                stack.callback(refresher.cancel)
             yield
 
     app = FastAPI(
@@ -60,7 +80,8 @@ def create_app(
     app.state.metrics = metrics if metrics is not None else CollectorRegistry()
     install_error_handlers(app)
     app.state.auth_limiter = FailedAuthLimiter()
-    for module in (session, registry, readings, alerts, handling, overview):
+    for module in (session, registry, readings, alerts, handling, overview, integrity, gaps):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)
+    app.include_router(pages.router)
     return app

@@ -13,12 +13,16 @@ from prometheus_client import CollectorRegistry
 from analytics.worker import AnalysisMetrics, AnalysisWorker
 from api.app import create_app
 from cli import runtime
-from core.registry import load_registry, parse_registry
+from core.model import region_parent
+from core.registry import RegistryDoc, load_registry, parse_registry
 from core.settings import Settings
-from db.pool import connect, open_pool
+from db import tokens
+from db.integrity import run_sealer
+from db.pool import Conn, connect, open_pool
 from db.registry import load_registry as store_registry
 from ingest.metrics import IngestMetrics
 from ingest.service import IngestService
+from notify import Notifier
 from simulators.demo import DEMO_FAILING_SENSOR, demo_registry
 from simulators.simulate import build_simulation
 
@@ -27,6 +31,29 @@ logger = logging.getLogger(__name__)
 #: A month of history replayed in about three minutes.
 DEMO_DAYS = 30.0
 DEMO_SPEED = 14_400.0
+
+
+async def make_demo_tokens(conn: Conn, reg: RegistryDoc, mine_code: str) -> list[tuple[str, str]]:
+    """Fresh tokens for the province, city, county and mine of the failing slope (the
+    previous demo's are revoked), so each level's view can be tried at once."""
+    await conn.execute("UPDATE api_token SET revoked_at = now() WHERE name LIKE 'demo: %' AND revoked_at IS NULL")
+    county = next(m.region for m in reg.mines if m.code == mine_code)
+    city = region_parent(county) or county
+    province = region_parent(city) or city
+    names = {r.code: r.name for r in reg.regions}
+    wanted = [
+        ("province", "supervisor", "region", province),
+        ("city", "supervisor", "region", city),
+        ("county", "supervisor", "region", county),
+        ("mine", "operator", "mine", mine_code),
+        ("all", "admin", "all", ""),
+    ]
+    out = []
+    for level, role, kind, code in wanted:
+        where = f"{code} {names.get(code, '')}".strip() if code else "everything"
+        _, secret = await tokens.create(conn, name=f"demo: {level} {role}", role=role, scope_kind=kind, scope_code=code)
+        out.append((f"{level} {role} ({where})", secret))
+    return out
 
 
 async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -44,11 +71,15 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         conn = await connect(dsn, settings)
         try:
             await store_registry(conn, reg)
+            failing_mine = DEMO_FAILING_SENSOR[0] if not args.registry else reg.mines[0].code
+            demo_tokens = await make_demo_tokens(conn, reg, failing_mine)
         finally:
             await conn.close()
         async with runtime.broker(settings) as mqtt, open_pool(dsn, settings) as pool:
             ingest = IngestService(settings, pool, mqtt, IngestMetrics(metrics))
             worker = AnalysisWorker(settings, pool, AnalysisMetrics(metrics))
+            notifier = Notifier(settings, pool)
+            seal_stop = asyncio.Event()
             server = runtime.api_server(create_app(settings, pool=pool, metrics=metrics), "127.0.0.1", args.port)
             failing = [DEMO_FAILING_SENSOR] if not args.registry else []
             # Gateways batch: an hour of readings per message keeps the in-process broker (about
@@ -60,6 +91,8 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                 stopped.set()
                 ingest.stop()
                 worker.stop()
+                notifier.stop()
+                seal_stop.set()
                 server.should_exit = True
 
             runtime.on_stop_signal(stop)
@@ -68,11 +101,18 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"\nSlopewatch demo: {reg.sensor_count()} sensors in {len(reg.mines)} mines, "
                 f"{days:g} days of history at {speed:g}x.\n"
+                f"  web pages      {base}/ui/  (log in with a token below)\n"
                 f"  API docs       {base}/docs\n"
                 f"  alerts         {base}/api/v1/alerts?level=blue\n"
                 f"  failing slope  {base}/api/v1/alerts?mine={mine}\n"
                 f"  its readings   {base}/api/v1/mines/{mine}/sensors/{sensor}/readings?bucket=1h&start=<ISO time>\n"
                 f"  metrics        {base}/metrics\n"
+                "Tokens for each level (new at every start; send 'Authorization: Bearer <token>'):\n"
+                + "".join(f"  {label:<44} {secret}\n" for label, secret in demo_tokens)
+                + f"  e.g. curl -H 'Authorization: Bearer {demo_tokens[2][1]}' {base}/api/v1/alerts\n"
+                f"Notifications: logged until a target is added; escalation {notifier.policy.describe()}\n"
+                f"  slopewatch notify add --scope {mine} --channel webhook --url http://127.0.0.1:9000/hook  (prints a secret)\n"
+                "  slopewatch notify receive --port 9000 --secret <that secret>   (prints what arrives, verified)\n"
                 "Ctrl-C stops.\n",
                 file=sys.stderr,
                 flush=True,
@@ -87,6 +127,8 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                 tg.create_task(server.serve(), name="api")
                 tg.create_task(ingest.run(), name="ingest")
                 tg.create_task(worker.run(), name="analyze")
+                tg.create_task(notifier.run(), name="notify")
+                tg.create_task(run_sealer(pool, seal_stop), name="seal")
                 sim = tg.create_task(simulate(), name="simulate")
                 await stopped.wait()
                 sim.cancel()

@@ -16,11 +16,13 @@ from api.app import create_app
 from cli import runtime
 from core.registry import RegistryError, load_registry, registry_summary
 from core.settings import Settings, SettingsError
+from db.integrity import run_sealer
 from db.migrate import MigrationError, apply_policies, migrate
 from db.pool import DatabaseUnavailable, connect, open_pool
 from db.registry import load_registry as store_registry
 from ingest.metrics import IngestMetrics
 from ingest.service import IngestService
+from notify import Notifier
 
 ENV_HELP = """environment:
   DATABASE_URL            postgresql://user:pass@host:5432/db (unset: an embedded PostgreSQL in the data directory)
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--registry", type=Path, help="registry file instead of the built-in demo province")
 
     add("ingest", "consume readings from MQTT into the database (several workers share the load)")
-    add("analyze", "run the detectors on new data and maintain alerts")
+    add("analyze", "run the detectors, maintain alerts, escalate and notify, seal readings into hash chains")
     api = add("api", "serve the HTTP API")
     api.add_argument("--host", help="bind address (default 127.0.0.1; SLOPEWATCH_API_HOST)")
     api.add_argument("--port", type=int, help="port (default 8000; SLOPEWATCH_API_PORT)")
@@ -75,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     from cli import tokens
 
     tokens.add_arguments(add("token", "create, list or revoke API tokens (scoped to a region, a mine or all)"))
+    from cli import integrity
+
+    integrity.add_verify_arguments(add("verify", "prove stored readings against their hash chains (exit 1 if not)"))
+    integrity.add_seal_arguments(add("seal", "seal pending readings into the hash chains (once, or --follow)"))
+    from cli import notify
+
+    notify.add_arguments(add("notify", "notification targets (webhook, e-mail, SMS), delivery log, test receiver"))
 
     _add_plugin_commands(add)
     return parser
@@ -123,6 +132,18 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         with runtime.database(settings) as dsn:
             await prepare_database(dsn, settings)
             return await tokens.run(args, settings, dsn)
+    if command == "notify":
+        from cli import notify
+
+        return await notify.dispatch(args, settings)
+    if command in ("verify", "seal"):
+        from cli import integrity
+
+        with runtime.database(settings) as dsn:
+            if command == "seal":
+                await prepare_database(dsn, settings)
+                return await integrity.run_seal(args, settings, dsn)
+            return await integrity.run_verify(args, settings, dsn)
     if command == "ingest":
         return await _ingest(settings)
     if command == "analyze":
@@ -222,7 +243,16 @@ async def _analyze(settings: Settings) -> int:
     with runtime.database(settings) as dsn:
         async with open_pool(dsn, settings) as pool:
             worker = AnalysisWorker(settings, pool, AnalysisMetrics(registry))
-            return await _run_services(settings, make=lambda: [("analyze", worker.run(), worker.stop)])
+            notifier = Notifier(settings, pool)
+            seal_stop = asyncio.Event()
+            return await _run_services(
+                settings,
+                make=lambda: [
+                    ("analyze", worker.run(), worker.stop),
+                    ("notify", notifier.run(), notifier.stop),
+                    ("seal", run_sealer(pool, seal_stop), seal_stop.set),
+                ],
+            )
 
 
 async def _api(args: argparse.Namespace, settings: Settings) -> int:

@@ -73,6 +73,9 @@ class Settings:
     #: below the broker's in-flight limit (mosquitto: max_inflight_messages).
     batch_max_messages: int = 500
     max_payload_bytes: int = 256 * 1024
+    #: A batch write that takes longer is abandoned (its connection closed) and retried: a
+    #: connection whose peer vanished without a reset would otherwise hang ingest for good.
+    db_write_timeout_s: float = 60.0
     max_future_s: float = 300.0
     dead_letter_max_bytes: int = 64 * 1024
 
@@ -85,6 +88,21 @@ class Settings:
     # API
     #: How often each server-sent-events stream polls the change feed.
     stream_poll_s: float = 1.0
+    #: How often the API recounts online sensors per mine for the summary (0: never; tests).
+    summary_refresh_s: float = 10.0
+
+    # Notifications and escalation (docs/notifications.md)
+    #: After how long an unacknowledged alert of each level reaches the county, city and
+    #: province: level:tier=delay,...;... (grammar in notify/policy.py). Empty: no escalation.
+    escalation: str = "red:county=5m,city=15m,province=30m;orange:county=30m,city=2h,province=6h;yellow:county=24h"
+    notify_poll_s: float = 1.0
+    #: Messages per target and minute; more wait or fold into a digest. Red is never held back.
+    notify_rate_per_minute: int = 10
+    #: A failed send is retried after base, 2×base, 4×base … up to max seconds, until give_up (then: failed).
+    notify_retry_base_s: float = 5.0
+    notify_retry_max_s: float = 300.0
+    notify_give_up_s: float = 86400.0
+    notify_timeout_s: float = 10.0
 
     # Database
     db_pool_max: int = 10
@@ -125,7 +143,26 @@ class Settings:
             raise SettingsError("DATABASE_URL must start with postgresql://")
         if self.timescaledb not in ("auto", "on", "off"):
             raise SettingsError("SLOPEWATCH_TIMESCALEDB must be auto, on or off")
-        for name in ("batch_max_rows", "batch_max_age_ms", "batch_max_messages", "max_payload_bytes"):
+        for name in (
+            "batch_max_rows",
+            "batch_max_age_ms",
+            "batch_max_messages",
+            "max_payload_bytes",
+            "db_write_timeout_s",
+        ):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"SLOPEWATCH_{name.upper()} must be positive")
+        self._check_notify()
+
+    def _check_notify(self) -> None:
+        # Imported here: notify imports the db layer, which imports this module.
+        from notify.policy import EscalationPolicy, PolicyError
+
+        try:
+            EscalationPolicy.parse(self.escalation)
+        except PolicyError as exc:
+            raise SettingsError(f"SLOPEWATCH_ESCALATION: {exc}") from None
+        for name in ("notify_poll_s", "notify_rate_per_minute", "notify_retry_base_s", "notify_timeout_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"SLOPEWATCH_{name.upper()} must be positive")
 

@@ -69,15 +69,38 @@ async def feed_head(conn: Conn) -> FeedCursor:
 
 _MINES = """
 SELECT m.id, m.code, m.name, m.kind, m.region_code,
-       count(s.id) AS sensors,
-       count(s.id) FILTER (WHERE seen.received_at > now() - make_interval(secs => 3 * s.interval_s)) AS online
-FROM mine m
-LEFT JOIN sensor s ON s.mine_id = m.id
-LEFT JOIN LATERAL (SELECT max(l.received_at) AS received_at FROM sensor_latest l WHERE l.sensor_id = s.id) seen
-       ON true
+       coalesce(st.sensors, 0) AS sensors, coalesce(st.online, 0) AS online, st.refreshed_at
+FROM mine m LEFT JOIN mine_status st ON st.mine_id = m.id
 WHERE m.region_code LIKE $1 || '%' AND ($2::text IS NULL OR m.code = $2)
-GROUP BY m.id
 """
+
+_REFRESH = """
+WITH seen AS (
+    SELECT sensor_id, max(received_at) AS received_at FROM sensor_latest GROUP BY sensor_id
+), counts AS (
+    SELECT m.id AS mine_id, count(s.id) AS sensors,
+           count(s.id) FILTER (WHERE seen.received_at > now() - make_interval(secs => 3 * s.interval_s)) AS online
+    FROM mine m LEFT JOIN sensor s ON s.mine_id = m.id LEFT JOIN seen ON seen.sensor_id = s.id
+    GROUP BY m.id
+)
+INSERT INTO mine_status (mine_id, sensors, online, refreshed_at)
+SELECT mine_id, sensors, online, now() FROM counts
+ON CONFLICT (mine_id) DO UPDATE
+    SET sensors = EXCLUDED.sensors, online = EXCLUDED.online, refreshed_at = EXCLUDED.refreshed_at
+"""
+
+#: Any number will do as long as nothing else in the schema takes this advisory lock.
+_REFRESH_LOCK = 0x5350_4D53  # "SWMS"
+
+
+async def refresh_mine_status(conn: Conn) -> bool:
+    """Recount online sensors per mine; False if another process is doing it right now."""
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _REFRESH_LOCK):
+            return False
+        await conn.execute(_REFRESH)
+    return True
+
 
 _OPEN_ALERTS = """
 SELECT a.mine_id, a.level, a.stage, count(*) AS n,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -103,6 +104,9 @@ class Mosquitto:
         conf = workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            # Started as root, mosquitto switches to the user "mosquitto", which cannot
+            # write its persistence file or log here: stay who we are.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
             "allow_anonymous true\n"
             # ingest acknowledges after commit: it needs many messages in flight
             "max_inflight_messages 1000\n"

@@ -199,6 +199,7 @@ class SensorCounts(BaseModel):
     online: int
     silent: int = Field(description="no reading received within 3 × its expected interval")
     online_rate: float | None
+    as_of: datetime | None = Field(description="when these counts were taken (refreshed every few seconds)")
 
 
 class NodeSummary(BaseModel):
@@ -261,6 +262,7 @@ def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str) -> 
     nodes: dict[str, dict[str, Any]] = {}
     mines_by_worst = dict.fromkeys(LEVELS, 0)
     sensors_total = sensors_online = 0
+    as_of = min((r["refreshed_at"] for r in rows.mines if r["refreshed_at"] is not None), default=None)
     for r in rows.mines:
         a = by_mine.get(r["id"], {"worst": 0, "open": 0, "unack": 0})
         worst = LEVELS[a["worst"]]
@@ -332,6 +334,7 @@ def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str) -> 
             online=sensors_online,
             silent=sensors_total - sensors_online,
             online_rate=_rate(sensors_online, sensors_total),
+            as_of=as_of,
         ),
         overdue={"handling": handling_overdue, "supervision": rows.supervision_overdue},
         children=children,
@@ -356,8 +359,8 @@ async def summary(
     rows = await overview.summary_rows(conn, prefix=scope.prefix, mine_code=scope.mine_code)
     name = mine or region or (who.scope_code if who.scope_kind != "all" else "*")
     body = build_summary(rows, scope, name)
-    # The ETag covers everything but the generation time, so an unchanged picture is a 304.
-    payload = body.model_dump(mode="json", exclude={"generated_at"})
+    # The ETag covers the picture, not when it was taken, so an unchanged picture is a 304.
+    payload = body.model_dump(mode="json", exclude={"generated_at": True, "sensors": {"as_of"}})
     etag = '"' + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:

@@ -137,6 +137,12 @@ async def test_a_county_token_cannot_see_or_touch_another_county(world: World, r
             r = await world.http.get(path, headers=h, params={"region": "220203"})
             if "region" in _query_params(world.app, method, path):
                 assert r.status_code == 404, (role, path, r.text)
+            if path.endswith("/stream"):
+                # An endless response: its scoping is checked here, its content in test_overview.
+                r = await world.http.get(path, headers=h, params={"mine": "M1T"})
+                assert r.status_code == 404, (role, path, r.text)
+                checked += 1
+                continue
             r = await world.http.get(path, headers=h)
             if path == "/dead-letters":
                 assert r.status_code == (200 if role == "admin" else 403), (role, r.text)

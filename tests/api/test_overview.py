@@ -19,6 +19,7 @@ from cli import runtime
 from core.model import Level
 from core.settings import Settings
 from db import handling
+from db.overview import refresh_mine_status
 from db.pool import open_pool
 from db.readings import ReadingBatch, write_batch
 from tests.api.test_api import seed_alert
@@ -57,6 +58,8 @@ async def test_summary_counts_and_304_when_unchanged(ctx: Ctx) -> None:
     await fresh_readings(ctx.pool, "GN01")  # one of four sensors online
     red = await seed_alert(ctx.pool, "PZ01", Level.RED, mine="M1T")
     await seed_alert(ctx.pool, "GN01", Level.YELLOW)
+    async with ctx.pool.acquire() as conn:
+        assert await refresh_mine_status(conn)
     r = await ctx.http.get("/api/v1/summary", headers=ctx.province)
     assert r.status_code == 200, r.text
     s = r.json()
@@ -67,6 +70,8 @@ async def test_summary_counts_and_304_when_unchanged(ctx: Ctx) -> None:
     assert s["mines"] == 2
     assert s["mines_by_worst_level"] == {"none": 0, "blue": 0, "yellow": 1, "orange": 0, "red": 1}
     assert [m["code"] for m in s["worst_mines"]] == ["M1T", "M1"]
+    assert s["sensors"]["as_of"] is not None
+    del s["sensors"]["as_of"]
     assert s["sensors"] == {"total": 4, "online": 1, "silent": 3, "online_rate": 0.25}
     assert [(c["code"], c["level"], c["worst_level"]) for c in s["children"]] == [
         ("220100", "city", "yellow"),
