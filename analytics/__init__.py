@@ -2,11 +2,27 @@
 
 ``evaluate_sensor(spec, window)`` runs every rule that applies to a sensor and
 returns one :class:`~analytics.types.RuleResult` per rule; ``decide`` turns a result
-and the open alert into an action (open, escalate, hold, de-escalate, clear).
+and the open alert into an action (open, escalate, hold, de-escalate, clear);
+``roll_up`` gives each monitored item and the site a level from its points'
+levels (GB 39496).
 """
 
 from analytics.alarm import Action, Decision, decide
 from analytics.evaluate import evaluate_sensor
+from analytics.rollup import GB39496, GroupLevel, RollupCounts, SiteRollup, roll_up
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 
-__all__ = ["Action", "Decision", "RuleResult", "SensorSpec", "SensorWindow", "decide", "evaluate_sensor"]
+__all__ = [
+    "GB39496",
+    "Action",
+    "Decision",
+    "GroupLevel",
+    "RollupCounts",
+    "RuleResult",
+    "SensorSpec",
+    "SensorWindow",
+    "SiteRollup",
+    "decide",
+    "evaluate_sensor",
+    "roll_up",
+]

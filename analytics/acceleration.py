@@ -45,6 +45,7 @@ from analytics.despike import hampel
 from analytics.inverse_velocity import InverseVelocityFit, fit_inverse_velocity
 from analytics.kendall import MannKendall, mann_kendall, prewhitened, theil_sen
 from analytics.noise import interpolation_residuals, velocity_noise, white_noise_sigma
+from analytics.rate import RateBound, rate_bound
 from analytics.segments import segment_ids
 from analytics.smoothing import (
     Blocks,
@@ -101,8 +102,14 @@ class AccelerationParams:
     consistency_rel: float = 0.7
     #: Red needs the velocity trend (Mann–Kendall) at least this significant.
     red_mk_p: float = 0.1
+    #: Block phases the trend test averages its normal scores over (shifted by block_s / phases).
+    mk_phases: int = 2
     #: Trailing window of the parabola that tells whether the movement is slowing down now.
     decel_window_s: float = 48 * HOUR_S
+    #: The current velocity's error is calibrated on this many day-long blocks at least;
+    #: with fewer (a young series) the correlated-noise error of :mod:`analytics.rate` is
+    #: used when larger, so a few days of data cannot pass noise off as speed.
+    min_day_blocks: int = 10
 
 
 DEFAULT_PARAMS = AccelerationParams()
@@ -141,6 +148,8 @@ class Acceleration:
     earlier_forecast_s: float | None = None
     recent: TrailingQuadratic | None = None
     blocks: Blocks | None = None
+    #: Trailing rates with a correlated-noise standard error, for rate thresholds.
+    rate: RateBound | None = None
 
     @property
     def forecast_failure_s(self) -> float | None:
@@ -224,13 +233,20 @@ def _f(x: float | None) -> float | None:
 
 
 def assess_acceleration(
-    t_s: FloatArray, disp: FloatArray, *, interval_s: float, params: AccelerationParams = DEFAULT_PARAMS
+    t_s: FloatArray,
+    disp: FloatArray,
+    *,
+    interval_s: float,
+    params: AccelerationParams = DEFAULT_PARAMS,
+    with_rate: bool = True,
 ) -> Acceleration:
     """Judge whether ``disp`` is accelerating.
 
     t_s: (n,) strictly increasing measurement times, epoch s. disp: (n,) displacement
     in mm (NaN where missing), any constant offset. interval_s: the sensor's nominal
     sampling interval, s, which sets what counts as a gap (``gap_intervals`` of them).
+    with_rate: compute :attr:`Acceleration.rate` (trailing rates with the correlated-noise
+    error, for rate thresholds); it is computed anyway for a young series.
     """
     p = params
     ok = np.isfinite(disp)
@@ -268,6 +284,12 @@ def assess_acceleration(
     if not math.isfinite(v_now) and len(blocks):
         # the newest segment is too short for a trailing fit: fall back on the newest block
         v_now, se_now = float(blocks.velocity_per_day[-1]), float(se_blocks[-1])
+    young = len(day_blocks) < p.min_day_blocks
+    # The correlated-noise rates cost about as much as the rest of a quiet evaluation:
+    # only when a rate threshold needs them, or the velocity error of a young series.
+    rate = rate_bound(t, x, seg, sigma=sigma, noise_block_s=p.current_window_s) if with_rate or young else None
+    if young and rate is not None and math.isfinite(rate.sigma_eq) and math.isfinite(se_now):
+        se_now = max(se_now, cur.velocity_se_per_day * rate.sigma_eq / sigma)
 
     recent = blocks.t_mid_s >= t_last - p.test_window_s
     n_recent = int(np.count_nonzero(recent))
@@ -285,6 +307,7 @@ def assess_acceleration(
         v_now_per_day=v_now,
         v_now_se_per_day=se_now,
         blocks=blocks,
+        rate=rate,
     )
     if n_recent < p.min_blocks:
         hours = p.block_s / HOUR_S
@@ -302,15 +325,24 @@ def assess_acceleration(
     v_recent = v_recent * direction
     v_now *= direction
     # Which readings share a block changes the block velocities a lot when they are
-    # noisy; the trend test averages two block phases, half a block apart. The mean of
-    # two correlated unit normal scores has variance ≤ 1: the p-value stays conservative.
-    shifted = block_fits(t, x, seg, block_s=p.block_s, sigma=sigma, end_s=t_last - p.block_s / 2)
-    recent2 = shifted.t_mid_s >= t_last - p.test_window_s
+    # noisy; the trend test averages ``mk_phases`` block phases (default two, half a block
+    # apart). The mean of correlated unit normal scores has variance ≤ 1: the p-value
+    # stays conservative.
     mk1, r1, accel1 = _trend(t_recent_d, v_recent)
-    mk2, _, accel2 = _trend((shifted.t_mid_s[recent2] - t_last) / DAY_S, shifted.velocity_per_day[recent2] * direction)
-    z = 0.5 * (mk1.z + mk2.z)
+    zs = [mk1.z]
+    accels = [accel1]
+    for k in range(1, p.mk_phases):
+        shifted = block_fits(t, x, seg, block_s=p.block_s, sigma=sigma, end_s=t_last - k * p.block_s / p.mk_phases)
+        recent_k = shifted.t_mid_s >= t_last - p.test_window_s
+        mk_k, _, accel_k = _trend(
+            (shifted.t_mid_s[recent_k] - t_last) / DAY_S, shifted.velocity_per_day[recent_k] * direction
+        )
+        zs.append(mk_k.z)
+        if math.isfinite(accel_k):
+            accels.append(accel_k)
+    z = float(np.mean(zs))
     mk = MannKendall(mk1.s, mk1.var_s, z, float(ndtr(-z)), mk1.tau, mk1.n)
-    accel = 0.5 * (accel1 + accel2) if math.isfinite(accel2) else accel1
+    accel = float(np.mean(accels))
     v_low = v_now - 1.96 * se_now
     quad = trailing_quadratic(t, x * direction, seg, window_s=p.decel_window_s, sigma=sigma * factor_now)
     decelerating = quad.accel_per_day2 + 1.96 * quad.accel_se_per_day2 < 0
@@ -382,8 +414,13 @@ def assess_acceleration(
         reason_zh = f"加速显著，但速率95%置信下限({v_low:.2f} mm/d)低于 {p.v_floor_mm_per_day:g} mm/d 的速率下限"
     else:
         level = max(level_of_angle(alpha), Level.BLUE)
-        reason = f"significant acceleration, tangent angle {alpha:.1f}° on the velocity's lower 95% bound"
-        reason_zh = f"加速显著，按速率95%置信下限计算的改进切线角为 {alpha:.1f}°"
+        reason = (
+            f"significant acceleration, improved tangent angle {alpha:.1f}° "
+            f"(velocity lower 95% bound {v_low:.2f} mm/day against steady creep {v0_used:.2f} mm/day)"
+        )
+        reason_zh = (
+            f"加速显著，改进切线角 {alpha:.1f}°(速率95%置信下限 {v_low:.2f} mm/d，等速阶段速率 {v0_used:.2f} mm/d)"
+        )
         if reliable and vfit is not None and v_low >= p.orange_floor_mm_per_day:
             ttf = vfit.ttf_s
             upper = vfit.upper_ttf_s if vfit.upper_ttf_s is not None else math.inf
@@ -410,8 +447,12 @@ def assess_acceleration(
                     unconfirmed_zh = f"；{ttf / HOUR_S:.0f} 小时后失稳的预测未被 {lag_h:.0f} 小时前的数据证实"
             if by_ttf > level:
                 level = by_ttf
-                reason = f"significant acceleration, inverse velocity forecasts failure in {ttf / HOUR_S:.0f} h"
-                reason_zh = f"加速显著，反速度法预测约 {ttf / HOUR_S:.0f} 小时后失稳"
+                days = (p.red_ttf_s if by_ttf is Level.RED else p.orange_ttf_s) / DAY_S
+                reason = (
+                    f"significant acceleration, and the inverse-velocity forecast puts failure within {days:.0f} days "
+                    f"({ttf / HOUR_S:.0f} h)"
+                )
+                reason_zh = f"加速显著，反速度法预测 {days:.0f} 天内失稳(约 {ttf / HOUR_S:.0f} 小时)"
             reason += unconfirmed
             reason_zh += unconfirmed_zh
         if level is Level.RED:

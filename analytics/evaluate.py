@@ -25,9 +25,11 @@ import numpy as np
 from analytics import health
 from analytics._arrays import HOUR_S, FloatArray
 from analytics.acceleration import DEFAULT_PARAMS, Acceleration, AccelerationParams, assess_acceleration
+from analytics.rate import RATE_CONFIDENCE
 from analytics.threshold_rules import STANDARD_RAIN_24H, latest_robust, threshold_rule, trailing_sum
 from analytics.types import RuleResult, SensorSpec, SensorWindow
-from core.model import SensorKind
+from core.model import Level, SensorKind
+from core.thresholds import ThresholdSet
 
 EvidenceDict = dict[str, float | int | str | bool | list[float] | None]
 
@@ -151,26 +153,12 @@ def _components(spec: SensorSpec, t_s: FloatArray, values: Mapping[str, FloatArr
 def _displacement_rules(
     spec: SensorSpec, t_s: FloatArray, comp: _Component, params: AccelerationParams
 ) -> list[RuleResult]:
-    acc = assess_acceleration(t_s, comp.disp_mm, interval_s=spec.interval_s, params=params)
+    wants_rate = comp.rate_quantity is not None and comp.rate_quantity in spec.thresholds
+    acc = assess_acceleration(t_s, comp.disp_mm, interval_s=spec.interval_s, params=params, with_rate=wants_rate)
     out = [_acceleration_result(comp, acc, params)]
     at_s = acc.at_s
     if comp.rate_quantity and comp.rate_quantity in spec.thresholds:
-        v = abs(acc.v_now_per_day)
-        low = max(v - 1.96 * acc.v_now_se_per_day, 0.0) if math.isfinite(v) else math.nan
-        out.append(
-            threshold_rule(
-                comp.rate_quantity,
-                spec.thresholds[comp.rate_quantity],
-                v,
-                at_s,
-                judged=low,
-                judged_note="lower 95% bound",
-                judged_note_zh="95%置信下限",
-                method=f"least-squares rate over the trailing {params.current_window_s / HOUR_S:.0f} h, "
-                "judged on its lower 95% bound so noise alone cannot cross a threshold",
-                extra={**comp.extra, "se_mm_per_day": _f(acc.v_now_se_per_day), "window_s": params.current_window_s},
-            )
-        )
+        out.append(_rate_result(comp, acc, spec.thresholds[comp.rate_quantity]))
     if comp.cumulative_quantity and comp.cumulative_quantity in spec.thresholds:
         value = acc.value_now
         if not math.isfinite(value):
@@ -191,21 +179,97 @@ def _displacement_rules(
     return out
 
 
+def _rate_result(comp: _Component, acc: Acceleration, thresholds: ThresholdSet) -> RuleResult:
+    """``threshold.<rate>``: judged on the fastest rate the data prove (see :mod:`analytics.rate`)."""
+    assert comp.rate_quantity is not None
+    rb = acc.rate
+    extra: EvidenceDict = dict(comp.extra)
+    if rb is None:
+        return threshold_rule(
+            comp.rate_quantity,
+            thresholds,
+            math.nan,
+            acc.at_s,
+            method="rate not judged",
+            extra=extra,
+            unjudged=acc.reason,
+            unjudged_zh=acc.reason_zh,
+        )
+    hours = [w / HOUR_S for w in rb.windows_s]
+    have = [i for i, v in enumerate(rb.velocity_per_day) if math.isfinite(v) and math.isfinite(rb.se_per_day[i])]
+    extra.update(
+        rate_windows_h=[hours[i] for i in have],
+        rate_mm_per_day=[round(rb.velocity_per_day[i], 4) for i in have],
+        rate_se_mm_per_day=[round(rb.se_per_day[i], 4) for i in have],
+        noise_density_mm2_day=_f(rb.density_mm2_day),
+        noise_density_source="assumed upper bound (under 6 days of data)" if rb.noise_assumed else "measured",
+        noise_block_h=_f(rb.noise_block_s / HOUR_S),
+        noise_dof=_f(rb.dof),
+        se_multiplier=_f(rb.k),
+        judged_window_h=None if rb.judged_window_s is None else rb.judged_window_s / HOUR_S,
+    )
+    windows = ", ".join(f"{h:.0f}" for h in hours)
+    source = (
+        "a pessimistic bound on the sensor's noise (too few days to measure it)"
+        if rb.noise_assumed
+        else "the sensor's own long-run noise (scatter of day-long block means)"
+    )
+    method = (
+        f"least-squares rates over the trailing {windows} h; each judged on its lower bound, "
+        f"rate − {rb.k:.2f} × standard error (one-sided {100 * RATE_CONFIDENCE:.1f} %), the standard error "
+        f"from {source}, so noise correlated over hours cannot cross a threshold; the fastest bound counts"
+    )
+    # Shown: the rate over the window that set the judged value, so value and bound agree.
+    i = rb.windows_s.index(rb.judged_window_s) if rb.judged_window_s is not None else 0
+    shown = abs(rb.velocity_per_day[i]) if rb.velocity_per_day else math.nan
+    win_h = hours[i] if hours else math.nan
+    return threshold_rule(
+        comp.rate_quantity,
+        thresholds,
+        shown,
+        acc.at_s,
+        judged=rb.judged_per_day if math.isfinite(rb.judged_per_day) else math.nan,
+        judged_note=f"{win_h:.0f} h rate; lower bound",
+        judged_note_zh=f"{win_h:.0f} 小时速率；置信下限",
+        method=method,
+        extra=extra,
+        unjudged=rb.reason,
+        unjudged_zh=rb.reason_zh,
+    )
+
+
 def _acceleration_result(comp: _Component, acc: Acceleration, params: AccelerationParams) -> RuleResult:
     ev: EvidenceDict = {**acc.evidence(params), **comp.extra}
     lv = acc.level
     # Velocities inside the detector are oriented along the movement; show them signed.
     v = acc.v_now_per_day * acc.direction
     v0 = acc.v0_per_day * acc.direction
+    level_en = "no warning" if lv is Level.NONE else lv.label
     if acc.mk is None:
         en = f"Acceleration of the {comp.name_en} not judged: {acc.reason}."
         zh = f"{comp.name_zh}加速判据未评估：{acc.reason_zh}。"
     else:
+        forecast = forecast_zh = ""
+        if acc.forecast_failure_s is not None and acc.voight is not None:
+            f = acc.voight
+            hi = f"{f.upper_ttf_s / HOUR_S:.0f}" if f.upper_ttf_s is not None else "?"
+            forecast = (
+                f" Forecast failure in {f.ttf_s / HOUR_S:.0f} h "
+                f"(95% interval {f.lower_ttf_s / HOUR_S:.0f}–{hi} h, inverse-velocity/Voight fit since "
+                f"{f.onset_age_s / HOUR_S:.0f} h ago)."
+            )
+            forecast_zh = (
+                f"预测约 {f.ttf_s / HOUR_S:.0f} 小时后失稳(95%区间 {f.lower_ttf_s / HOUR_S:.0f}–{hi} 小时，"
+                f"反速度法/Voight 拟合自 {f.onset_age_s / HOUR_S:.0f} 小时前的加速起点)。"
+            )
         en = (
-            f"The {comp.name_en} moves at {v:.2f} mm/day (steady creep before: {v0:.2f} mm/day); "
-            f"{acc.reason}: {lv.label}."
+            f"The {comp.name_en} moves at {v:.2f} mm/day over the last 24 h (steady creep before: "
+            f"{v0:.2f} mm/day); {acc.reason}. Level: {level_en}.{forecast}"
         )
-        zh = f"{comp.name_zh}当前速率 {v:.2f} mm/d(此前等速阶段 {v0:.2f} mm/d)；{acc.reason_zh}：{lv.label_zh}。"
+        zh = (
+            f"{comp.name_zh}最近24小时速率 {v:.2f} mm/d(此前等速阶段 {v0:.2f} mm/d)；{acc.reason_zh}。"
+            f"预警级别：{lv.label_zh}。{forecast_zh}"
+        )
     return RuleResult(
         f"displacement.acceleration.{comp.suffix}",
         lv,

@@ -110,8 +110,11 @@ def stuck(t_s: FloatArray, values: Mapping[str, FloatArray], *, zero_is_normal: 
         en = f"Channel {ch} has read exactly {value:g} for the last {run} readings ({span / HOUR_S:.0f} h): likely stuck."
         zh = f"通道 {ch} 最近 {run} 个读数({span / HOUR_S:.0f} 小时)恒为 {value:g}，疑似传感器卡滞。"
         return RuleResult("health.stuck", Level.BLUE, at_s, ev, en, zh)
-    en = f"Longest trailing run of one value: {run} readings on {ch}, below {STUCK_MIN_READINGS} readings and a day."
-    zh = f"最长恒定读数段为通道 {ch} 的 {run} 个读数，未达到 {STUCK_MIN_READINGS} 个且 1 天。"
+    en = (
+        f"Not stuck: the newest readings repeat one value at most {run} time(s) in a row (on {ch}); "
+        f"a sensor is stuck after {STUCK_MIN_READINGS} identical readings spanning a day."
+    )
+    zh = f"读数未卡滞：最新读数连续相同最多 {run} 次(通道 {ch})；连续 {STUCK_MIN_READINGS} 个且跨 1 天的相同读数才判为卡滞。"
     return RuleResult("health.stuck", Level.NONE, at_s, ev, en, zh)
 
 
@@ -170,6 +173,13 @@ def spikes(t_s: FloatArray, values: Mapping[str, FloatArray], *, interval_s: flo
         en = f"{worst} implausible jumps on {worst_ch} in the last 24 h: the readings are unreliable."
         zh = f"通道 {worst_ch} 最近 24 小时出现 {worst} 次异常跳变，读数可靠性存疑。"
         return RuleResult("health.spike", Level.BLUE, at_s, ev, en, zh)
-    en = f"{total} implausible jump(s) in the last 24 h (alarm from {SPIKE_MIN_COUNT} on one channel); dropped."
-    zh = f"最近 24 小时有 {total} 次异常跳变(单通道达到 {SPIKE_MIN_COUNT} 次才告警)，已剔除。"
+    if total == 0:
+        en = f"No implausible jump in the last 24 h ({SPIKE_MIN_COUNT} on one channel raise an alarm)."
+        zh = f"最近 24 小时无异常跳变(单通道达到 {SPIKE_MIN_COUNT} 次才告警)。"
+    else:
+        en = (
+            f"{total} implausible jump(s) in the last 24 h, left out of the analysis; "
+            f"{SPIKE_MIN_COUNT} on one channel raise an alarm."
+        )
+        zh = f"最近 24 小时有 {total} 次异常跳变，已从分析中剔除；单通道达到 {SPIKE_MIN_COUNT} 次才告警。"
     return RuleResult("health.spike", Level.NONE, at_s, ev, en, zh)

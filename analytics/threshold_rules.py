@@ -54,10 +54,13 @@ def threshold_rule(
     method: str,
     extra: dict[str, float | int | str | bool | list[float] | None] | None = None,
     source: str = "sensor thresholds",
+    unjudged: str = "",
+    unjudged_zh: str = "",
 ) -> RuleResult:
     """``threshold.<quantity>``: the level whose start value ``judged`` (default ``value``) reaches.
 
     ``judged`` lets a rate be judged on its lower confidence bound while ``value`` is shown.
+    ``unjudged``: why ``judged`` is NaN, when it is not for want of a reading.
     """
     q = QUANTITIES[quantity]
     j = value if judged is None else judged
@@ -82,7 +85,11 @@ def threshold_rule(
     )
     word = "fell to" if thresholds.direction is Direction.BELOW else "reached"
     word_zh = "降至" if thresholds.direction is Direction.BELOW else "达到"
-    if not math.isfinite(j):
+    if not math.isfinite(j) and unjudged:
+        en = f"The {q.name_en} is not judged: {unjudged}."
+        zh = f"{q.name_zh}未评估：{unjudged_zh or unjudged}。"
+        ev["not_judged_reason"] = unjudged
+    elif not math.isfinite(j):
         en = f"No usable reading of the {q.name_en}."
         zh = f"无可用的{q.name_zh}读数。"
     elif level is Level.NONE:
@@ -97,7 +104,7 @@ def threshold_rule(
     else:
         limit_v = thresholds.value(level)
         en = f"The {q.name_en} {word} {shown}, at or past the {level.label} threshold of {limit_v:g} {q.unit}."
-        zh = f"{q.name_zh}{word_zh} {shown_zh}，已超过{level.label_zh}阈值 {limit_v:g} {q.unit}。"
+        zh = f"{q.name_zh}{word_zh} {shown_zh}，已达到或超过{level.label_zh}阈值 {limit_v:g} {q.unit}。"
     return RuleResult(f"threshold.{quantity}", level, at_s, ev, en, zh)
 
 

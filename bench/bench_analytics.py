@@ -22,11 +22,13 @@ from analytics.acceleration import assess_acceleration
 from analytics.despike import hampel
 from analytics.inverse_velocity import fit_inverse_velocity
 from analytics.kendall import kendall_s, mann_kendall
-from analytics.noise import interpolation_residuals, white_noise_sigma
+from analytics.noise import interpolation_residuals, long_run_density, white_noise_sigma
+from analytics.rate import rate_bound
 from analytics.segments import segment_ids
 from analytics.smoothing import bin_means, block_fits, trailing_line, trailing_quadratic
 from analytics.voight import fit_voight
 from core.model import SensorKind
+from core.thresholds import Direction, ThresholdSet
 from simulators.scenarios import displacement_series
 
 N = 2000
@@ -94,6 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         tm[-720:], xm[-720:], seg[-720:], bin_s=3 * HOUR, coarse_bin_s=12 * HOUR, fine_span_s=10 * DAY
     )
     gnss = SensorSpec(1, "G1", SensorKind.GNSS, ("east_mm", "north_mm", "up_mm"), HOUR)
+    rate_limits = ThresholdSet(Direction.ABOVE, blue=2.0, yellow=5.0, orange=8.0, red=10.0)
+    gnss_rates = SensorSpec(
+        1,
+        "G1",
+        SensorKind.GNSS,
+        ("east_mm", "north_mm", "up_mm"),
+        HOUR,
+        thresholds={"horizontal_mm_per_day": rate_limits, "vertical_mm_per_day": rate_limits},
+    )
     win_q = SensorWindow(quiet.t_s, quiet.values, float(quiet.t_s[-1]) + 60)
     win_m = SensorWindow(moving.t_s, moving.values, float(moving.t_s[-1]) + 60)
     piezo = SensorSpec(2, "P1", SensorKind.PIEZOMETER, ("depth_m",), HOUR)
@@ -116,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 trailing_quadratic(t, xq, seg, window_s=2 * DAY, sigma=sigma),
             ),
         ),
+        ("long-run noise density (day blocks)", lambda: long_run_density(t, xq, seg, block_s=DAY)),
+        ("rate bound (1/3/7 d, correlated noise)", lambda: rate_bound(t, xq, seg, sigma=sigma)),
         ("Mann-Kendall, 14 block velocities", lambda: mann_kendall(v14)),
         ("Voight fit (30 days, binned)", lambda: fit_voight(tb, xb, cb, t_ref_s=float(tm[-1]))),
         (
@@ -128,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         ("assess_acceleration, tertiary", lambda: assess_acceleration(tm, xm, interval_s=HOUR)),
         ("evaluate_sensor GNSS, stable", lambda: evaluate_sensor(gnss, win_q)),
         ("evaluate_sensor GNSS, tertiary", lambda: evaluate_sensor(gnss, win_m)),
+        ("evaluate_sensor GNSS + rate thresholds, stable", lambda: evaluate_sensor(gnss_rates, win_q)),
         ("evaluate_sensor piezometer", lambda: evaluate_sensor(piezo, win_p)),
     ]
     print(f"analytics throughput, {N}-sample windows, one core (pid {os.getpid()}, load {os.getloadavg()[0]:.1f})")

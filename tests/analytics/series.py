@@ -74,3 +74,16 @@ def burst(t_s: FloatArray, *, start_s: float, duration_s: float, amount_mm: floa
     x = np.clip((t_s - start_s) / duration_s, 0.0, 1.0)
     out: FloatArray = amount_mm * (x - np.sin(2.0 * np.pi * x) / (2.0 * np.pi))
     return out
+
+
+def correlated(seed: int, n: int, sigma: float, interval_s: float, *, tau_s: float = 6 * HOUR) -> FloatArray:
+    """(n,) GNSS-like noise of standard deviation ``sigma``: 40 % white, 60 % AR(1) over ``tau_s``."""
+    rng = np.random.default_rng(seed)
+    phi = float(np.exp(-interval_s / tau_s))
+    innov = rng.standard_normal(n) * np.sqrt(1.0 - phi * phi)
+    ar = np.empty(n)
+    ar[0] = rng.standard_normal()
+    for i in range(1, n):
+        ar[i] = phi * ar[i - 1] + innov[i]
+    out: FloatArray = sigma * (np.sqrt(0.6) * ar + np.sqrt(0.4) * rng.standard_normal(n))
+    return out

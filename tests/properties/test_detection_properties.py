@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from analytics import RuleResult, SensorSpec, SensorWindow, decide, evaluate_sensor
 from analytics.acceleration import assess_acceleration
+from analytics.rate import rate_bound
+from analytics.rollup import roll_up
+from analytics.segments import segment_ids
 from core.model import Level, SensorKind
 from tests.analytics.series import DAY, HOUR, T0, grid, stable, tertiary
 
@@ -163,3 +166,59 @@ def test_alert_level_covers_every_result_within_the_dwell(steps: list[tuple[floa
         recent = max((h for at, h in history if at > t - dwell), default=Level.NONE)
         assert level >= recent
         assert level >= lv
+
+
+LEVELS = st.sampled_from(list(Level))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    items=st.dictionaries(
+        st.text("abcdef", min_size=1, max_size=3),
+        st.dictionaries(st.text("PQRS0123", min_size=1, max_size=3), LEVELS, max_size=8),
+        max_size=5,
+    ),
+    raise_item=st.integers(0, 10),
+    raise_point=st.integers(0, 10),
+)
+def test_rollup_is_monotone_and_never_below_the_worst_member(
+    items: dict[str, dict[str, Level]], raise_item: int, raise_point: int
+) -> None:
+    site = roll_up(items)
+    for item, rolled in zip(items.values(), site.items, strict=True):
+        assert rolled.level >= max(item.values(), default=Level.NONE)
+        # one step above the worst point at most: the counts raise by one level
+        assert rolled.level <= min(max(item.values(), default=Level.NONE) + 1, Level.RED)
+    assert site.level >= max((i.level for i in site.items), default=Level.NONE)
+    # Raising any one point never lowers an item or the site.
+    if items and any(items.values()):
+        names = [k for k in items if items[k]]
+        name = names[raise_item % len(names)]
+        point = sorted(items[name])[raise_point % len(items[name])]
+        higher = {k: dict(v) for k, v in items.items()}
+        higher[name][point] = Level(min(int(higher[name][point]) + 1, int(Level.RED)))
+        again = roll_up(higher)
+        assert again.level >= site.level
+        assert all(b.level >= a.level for a, b in zip(site.items, again.items, strict=True))
+
+
+@FAST
+@given(
+    seed=st.integers(0, 10_000),
+    scale=st.floats(0.2, 5.0),
+    offset=st.floats(-1e4, 1e4),
+    days=st.sampled_from([2.0, 8.0, 20.0]),
+)
+def test_rate_bound_is_offset_free_scales_with_the_data_and_stays_below_the_rates(
+    seed: int, scale: float, offset: float, days: float
+) -> None:
+    t = grid(days, HOUR)
+    x = 0.3 * (t - t[0]) / DAY + ar_noise(seed, t.size, 1.5)
+    seg = segment_ids(t, max_gap_s=4 * HOUR)
+    a = rate_bound(t, x, seg, sigma=1.0)
+    b = rate_bound(t, scale * x + offset, seg, sigma=scale)
+    assert b.judged_per_day == pytest.approx(scale * a.judged_per_day, rel=1e-6, abs=1e-9)
+    fastest = max(abs(v) for v in a.velocity_per_day if math.isfinite(v))
+    assert 0.0 <= a.judged_per_day <= fastest
+    # 0.3 mm/day under 1.5 mm correlated noise is never proven faster than 1 mm/day
+    assert a.judged_per_day < 1.0
