@@ -62,6 +62,21 @@ class Site(BaseModel):
     crest_elevation_m: float | None
     sensors: int
     worst_open_level: str | None
+    rollup: Rollup = Field(description="the site's level by the GB 39496 roll-up of its points' active alerts")
+
+
+class RollupItem(BaseModel):
+    item: str = Field(description="monitored item: surface_displacement, phreatic_line, pond_level, ...")
+    level: str
+    reason_en: str
+    reason_zh: str
+
+
+class Rollup(BaseModel):
+    level: str
+    reason_en: str
+    reason_zh: str
+    items: list[RollupItem]
 
 
 class Sensor(BaseModel):

@@ -62,6 +62,20 @@ class SensorKind(enum.StrEnum):
     RAIN = "rain"  # tipping-bucket rain gauge 雨量计, mm per interval
 
 
+#: The monitored item (监测项目) each kind of sensor belongs to: GB 39496 rolls point
+#: levels up within an item, then items up to the site.
+MONITORING_ITEM: dict[SensorKind, str] = {
+    SensorKind.GNSS: "surface_displacement",
+    SensorKind.TOTAL_STATION: "surface_displacement",
+    SensorKind.CRACK: "crack",
+    SensorKind.INCLINOMETER: "internal_displacement",
+    SensorKind.PIEZOMETER: "phreatic_line",
+    SensorKind.POND_LEVEL: "pond_level",
+    SensorKind.BEACH: "dry_beach",
+    SensorKind.RAIN: "rainfall",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class KindSpec:
     """What a sensor kind measures.

@@ -55,9 +55,19 @@ class Settings:
     mqtt_url: str | None = None
     data_dir: Path = Path(".slopewatch")
 
+    # GB 39496 roll-up: points at a level that raise their item (and items their site) one level.
+    rollup_blue_to_yellow: int = 4
+    rollup_yellow_to_orange: int = 3
+    rollup_orange_to_red: int = 2
+
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    #: Serve HTTPS with this certificate chain and private key (PEM files); both or neither.
+    api_tls_cert: str | None = None
+    api_tls_key: str | None = None
+    #: A request body larger than this is refused with 413 before it is read (docs/security.md).
+    api_max_body_bytes: int = 1024 * 1024
 
     #: Port of the Prometheus /metrics endpoint of a standalone ingest or analysis worker (0: none).
     metrics_port: int = 9108
@@ -67,6 +77,8 @@ class Settings:
     #: Shared-subscription group; several ingest workers in one group split the load.
     #: Empty: a plain subscription (the embedded broker has no shared subscriptions).
     mqtt_shared_group: str = "slopewatch-ingest"
+    #: CA certificates (PEM) that sign the broker's certificate, for mqtts://; unset: the system's.
+    mqtt_ca_file: str | None = None
     batch_max_rows: int = 5000
     batch_max_age_ms: int = 250
     #: Flush before this many messages wait for their acknowledgement. Keep it at or
@@ -143,7 +155,10 @@ class Settings:
             raise SettingsError("DATABASE_URL must start with postgresql://")
         if self.timescaledb not in ("auto", "on", "off"):
             raise SettingsError("SLOPEWATCH_TIMESCALEDB must be auto, on or off")
+        if bool(self.api_tls_cert) != bool(self.api_tls_key):
+            raise SettingsError("set both SLOPEWATCH_API_TLS_CERT and SLOPEWATCH_API_TLS_KEY, or neither")
         for name in (
+            "api_max_body_bytes",
             "batch_max_rows",
             "batch_max_age_ms",
             "batch_max_messages",

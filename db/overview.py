@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from db.pool import Conn
+from db.queries import point_levels
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -125,6 +126,7 @@ class SummaryRows:
     open_alerts: list[asyncpg.Record]
     supervision_overdue: int
     regions: list[asyncpg.Record]
+    points: list[asyncpg.Record]
     cursor: FeedCursor
 
 
@@ -137,5 +139,6 @@ async def summary_rows(conn: Conn, *, prefix: str, mine_code: str | None) -> Sum
         regions = await conn.fetch(
             "SELECT code, name, level FROM region WHERE code LIKE $1 || '%' ORDER BY code", prefix
         )
+        points = await point_levels(conn, prefix=prefix, mine_code=mine_code)
         cursor = await feed_head(conn)
-    return SummaryRows(mines, open_alerts, overdue, regions, cursor)
+    return SummaryRows(mines, open_alerts, overdue, regions, points, cursor)

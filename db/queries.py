@@ -254,3 +254,19 @@ async def dead_letters(
         before_id,
         limit,
     )
+
+
+async def point_levels(conn: Conn, *, prefix: str, mine_code: str | None) -> list[asyncpg.Record]:
+    """Each sensor's highest active open alert on the ground itself (sensor-health rules
+    excluded: a broken sensor says nothing about the slope), for the GB 39496 roll-up."""
+    return await conn.fetch(
+        """SELECT a.mine_id, m.code AS mine_code, si.code AS site_code, s.code AS sensor_code, s.kind,
+                  max(a.level) AS level
+           FROM alert a JOIN sensor s ON s.id = a.sensor_id JOIN site si ON si.id = a.site_id
+           JOIN mine m ON m.id = a.mine_id
+           WHERE a.state <> 'closed' AND a.active AND a.rule NOT LIKE 'health.%'
+             AND a.region_code LIKE $1 || '%' AND ($2::text IS NULL OR m.code = $2)
+           GROUP BY a.mine_id, m.code, si.code, s.code, s.kind""",
+        prefix,
+        mine_code,
+    )

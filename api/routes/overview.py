@@ -15,9 +15,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from analytics.rollup import RollupCounts
 from api.auth import Principal, PrincipalDep, Scope, authenticate_pool, narrow
-from api.deps import ConnDep
+from api.deps import ConnDep, SettingsDep
 from api.errors import BadRequest
+from api.levels import counts_of, site_rollups
 from api.scope import RegionQuery
 from core.model import Level, region_level_of
 from core.wire import CODE_PATTERN
@@ -189,6 +191,7 @@ class MineStatus(BaseModel):
     kind: str
     region_code: str
     worst_level: str = Field(description="highest level of its open alerts; none when it has none")
+    rollup_level: str = Field(description="highest GB 39496 roll-up level of its sites (active alerts)")
     open_alerts: int
     sensors: int
     online: int
@@ -241,7 +244,7 @@ def _child_code(region_code: str, scope: Scope) -> str:
     return region_code
 
 
-def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str) -> Summary:
+def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str, counts: RollupCounts) -> Summary:
     by_mine: dict[int, dict[str, int]] = {}
     by_level = LevelCounts()
     by_stage = dict.fromkeys(STAGES, 0)
@@ -258,36 +261,32 @@ def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str) -> 
         handling_overdue += r["handling_overdue"]
         total_open += r["n"]
     region_names = {r["code"]: r["name"] for r in rows.regions}
-    statuses: list[MineStatus] = []
+    rolled: dict[str, int] = {}
+    for (mine_code, _site), site in site_rollups([dict(p) for p in rows.points], counts).items():
+        rolled[mine_code] = max(rolled.get(mine_code, 0), int(site.level))
+    statuses: list[tuple[int, int, str, asyncpg.Record]] = []
     nodes: dict[str, dict[str, Any]] = {}
     mines_by_worst = dict.fromkeys(LEVELS, 0)
     sensors_total = sensors_online = 0
     as_of = min((r["refreshed_at"] for r in rows.mines if r["refreshed_at"] is not None), default=None)
+    below_county = len(scope.prefix) >= 6
+    empty = {"worst": 0, "open": 0, "unack": 0}
     for r in rows.mines:
-        a = by_mine.get(r["id"], {"worst": 0, "open": 0, "unack": 0})
+        a = by_mine.get(r["id"], empty)
         worst = LEVELS[a["worst"]]
         mines_by_worst[worst] += 1
         sensors_total += r["sensors"]
         sensors_online += r["online"]
-        status = MineStatus(
-            code=r["code"],
-            name=r["name"],
-            kind=r["kind"],
-            region_code=r["region_code"],
-            worst_level=worst,
-            open_alerts=a["open"],
-            sensors=r["sensors"],
-            online=r["online"],
-        )
-        statuses.append(status)
+        if a["open"]:
+            statuses.append((a["worst"], a["open"], r["code"], r))
         if scope.mine_code is None:
-            node_code = _child_code(r["region_code"], scope) if len(scope.prefix) < 6 else r["code"]
-            node = nodes.setdefault(
-                node_code,
-                {
+            node_code = r["code"] if below_county else _child_code(r["region_code"], scope)
+            node = nodes.get(node_code)
+            if node is None:
+                node = nodes[node_code] = {
                     "code": node_code,
-                    "name": region_names.get(node_code, r["name"]) if len(scope.prefix) < 6 else r["name"],
-                    "level": region_level_of(node_code).value if len(scope.prefix) < 6 else "mine",
+                    "name": r["name"] if below_county else region_names.get(node_code, node_code),
+                    "level": "mine" if below_county else region_level_of(node_code).value,
                     "mines": 0,
                     "mines_by_worst_level": dict.fromkeys(LEVELS, 0),
                     "worst": 0,
@@ -295,8 +294,7 @@ def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str) -> 
                     "unacknowledged": 0,
                     "sensors": 0,
                     "online": 0,
-                },
-            )
+                }
             node["mines"] += 1
             node["mines_by_worst_level"][worst] += 1
             node["worst"] = max(node["worst"], a["worst"])
@@ -304,9 +302,21 @@ def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str) -> 
             node["unacknowledged"] += a["unack"]
             node["sensors"] += r["sensors"]
             node["online"] += r["online"]
-    worst_mines = sorted(
-        (s for s in statuses if s.open_alerts), key=lambda s: (-LEVELS.index(s.worst_level), -s.open_alerts, s.code)
-    )[:100]
+    statuses.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    worst_mines = [
+        MineStatus(
+            code=r["code"],
+            name=r["name"],
+            kind=r["kind"],
+            region_code=r["region_code"],
+            worst_level=LEVELS[level],
+            rollup_level=LEVELS[rolled.get(r["code"], 0)],
+            open_alerts=n_open,
+            sensors=r["sensors"],
+            online=r["online"],
+        )
+        for level, n_open, _code, r in statuses[:100]
+    ]
     children = [
         NodeSummary(
             code=n["code"],
@@ -351,6 +361,7 @@ def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str) -> 
 async def summary(
     conn: ConnDep,
     who: PrincipalDep,
+    settings: SettingsDep,
     region: RegionQuery = None,
     mine: MineQuery = None,
     if_none_match: Annotated[str | None, Header(max_length=200)] = None,
@@ -358,7 +369,7 @@ async def summary(
     scope = await narrow(conn, who, region=region, mine=mine)
     rows = await overview.summary_rows(conn, prefix=scope.prefix, mine_code=scope.mine_code)
     name = mine or region or (who.scope_code if who.scope_kind != "all" else "*")
-    body = build_summary(rows, scope, name)
+    body = build_summary(rows, scope, name, counts_of(settings))
     # The ETag covers the picture, not when it was taken, so an unchanged picture is a 304.
     payload = body.model_dump(mode="json", exclude={"generated_at": True, "sensors": {"as_of"}})
     etag = '"' + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32] + '"'

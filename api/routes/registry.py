@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.auth import PrincipalDep, narrow, visible_mine
-from api.deps import ConnDep
+from api.deps import ConnDep, SettingsDep
 from api.errors import NotFound
-from api.schemas import Mine, Page, Region, Sensor, Site, decode_cursor, encode_cursor
+from api.levels import counts_of, site_rollups
+from api.schemas import Mine, Page, Region, Rollup, RollupItem, Sensor, Site, decode_cursor, encode_cursor
 from api.scope import RegionQuery
 from core.model import Level, MineKind, SensorKind, region_prefix
 from core.wire import CODE_PATTERN
@@ -71,11 +72,24 @@ async def get_mine(conn: ConnDep, who: PrincipalDep, mine: CodePath) -> Mine:
 
 
 @router.get("/mines/{mine}/sites", response_model=list[Site])
-async def list_sites(conn: ConnDep, who: PrincipalDep, mine: CodePath) -> list[Site]:
+async def list_sites(conn: ConnDep, who: PrincipalDep, settings: SettingsDep, mine: CodePath) -> list[Site]:
     await visible_mine(conn, who, mine)
-    return [
-        Site(**{**dict(r), "worst_open_level": _level(r["worst_open_level"])}) for r in await queries.sites(conn, mine)
-    ]
+    points = [dict(r) for r in await queries.point_levels(conn, prefix="", mine_code=mine)]
+    rollups = site_rollups(points, counts_of(settings))
+    out = []
+    for r in await queries.sites(conn, mine):
+        rolled = rollups.get((mine, r["code"]))
+        level = Rollup(
+            level=rolled.level.label if rolled else "none",
+            reason_en=rolled.site.reason_en if rolled else "no point has an active alert",
+            reason_zh=rolled.site.reason_zh if rolled else "无测点处于预警状态",
+            items=[
+                RollupItem(item=i.name, level=i.level.label, reason_en=i.reason_en, reason_zh=i.reason_zh)
+                for i in (rolled.items if rolled else ())
+            ],
+        )
+        out.append(Site(**{**dict(r), "worst_open_level": _level(r["worst_open_level"]), "rollup": level}))
+    return out
 
 
 @router.get("/sensors", response_model=Page[Sensor], summary="Sensors, filtered by region, mine, site, kind")

@@ -196,3 +196,21 @@ async def test_event_stream_delivers_live_and_resumes(loaded_dsn: str, settings:
         finally:
             server.should_exit = True
             await asyncio.wait_for(serve, 15)
+
+
+async def test_sites_and_summary_carry_the_gb39496_rollup(ctx: Ctx) -> None:
+    # Two items of one site at orange (surface displacement and rainfall) make the site red.
+    await seed_alert(ctx.pool, "GN01", Level.ORANGE)
+    await seed_alert(ctx.pool, "RG01", Level.ORANGE)
+    sites = (await ctx.http.get("/api/v1/mines/M1/sites", headers=ctx.county)).json()
+    east = next(s for s in sites if s["code"] == "M1-E")
+    assert east["worst_open_level"] == "orange"
+    assert east["rollup"]["level"] == "red"
+    assert east["rollup"]["reason_en"] == "2 items at orange or above → red"
+    assert sorted((i["item"], i["level"]) for i in east["rollup"]["items"]) == [
+        ("rainfall", "orange"),
+        ("surface_displacement", "orange"),
+    ]
+    s = (await ctx.http.get("/api/v1/summary", headers=ctx.province)).json()
+    m1 = next(m for m in s["worst_mines"] if m["code"] == "M1")
+    assert (m1["worst_level"], m1["rollup_level"]) == ("orange", "red")
