@@ -13,8 +13,10 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api.auth import FailedAuthLimiter
-from api.errors import install_error_handlers
+from api.errors import ERROR_RESPONSES, install_error_handlers
+from api.limits import BodySizeLimit
 from api.routes import alerts, gaps, handling, integrity, ops, overview, pages, readings, registry, session
+from api.routes.overview import SummaryCache
 from core.settings import Settings
 from db.overview import refresh_mine_status
 from db.pool import open_pool
@@ -79,9 +81,11 @@ def create_app(
         app.state.pool = pool
     app.state.metrics = metrics if metrics is not None else CollectorRegistry()
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.state.auth_limiter = FailedAuthLimiter()
+    app.state.summary_cache = SummaryCache()
     for module in (session, registry, readings, alerts, handling, overview, integrity, gaps):
-        app.include_router(module.router, prefix=API_PREFIX)
-    app.include_router(ops.router)
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(ops.router, responses=ERROR_RESPONSES)
     app.include_router(pages.router)
     return app

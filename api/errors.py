@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db.pool import DatabaseUnavailable
@@ -58,6 +59,25 @@ class TooManyRequests(ApiError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ErrorDetail(BaseModel):
+    where: str = Field(description="the invalid part of the request, e.g. query.limit or body.deadline")
+    problem: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API."""
+
+    error: str = Field(description="a stable code: not_found, invalid_request, unauthorized, payload_too_large, ...")
+    message: str = Field(description="what is wrong, for a person")
+    details: list[ErrorDetail] | None = Field(default=None, description="each problem (invalid_request only)")
+
+
+#: Documents the error shape on every operation (FastAPI's own 422 schema is not what is sent).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "the request was refused; `error` says why"},
+}
 
 
 def _body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -142,3 +142,29 @@ async def summary_rows(conn: Conn, *, prefix: str, mine_code: str | None) -> Sum
         points = await point_levels(conn, prefix=prefix, mine_code=mine_code)
         cursor = await feed_head(conn)
     return SummaryRows(mines, open_alerts, overdue, regions, points, cursor)
+
+
+#: Deadlines pass without any row changing: a summary is recomputed at least this often.
+VERSION_TICK_S = 10
+
+_VERSION = """
+SELECT (SELECT xid::text || '.' || id FROM alert_event
+         WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid DESC, id DESC LIMIT 1),
+       (SELECT max(refreshed_at) FROM mine_status),
+       (SELECT max(id) FROM alert_supervision),
+       (SELECT max(updated_at) FROM mine),
+       (SELECT count(*) FROM region),
+       floor(extract(epoch FROM now()) / $1)::bigint
+"""
+
+
+async def summary_version(conn: Conn) -> tuple[object, ...]:
+    """Changes whenever anything a summary shows may have changed: every change of an
+    alert's level, activity or handling writes an alert event, so the feed position
+    covers alerts (evidence refreshes, which the summary does not show, write none); then
+    the online counts, supervision, the registry, and the clock every VERSION_TICK_S for
+    deadlines that pass. An event whose transaction is still running moves the position
+    once it commits, like the feed."""
+    row = await conn.fetchrow(_VERSION, VERSION_TICK_S)
+    assert row is not None
+    return tuple(row)

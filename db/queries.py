@@ -260,13 +260,18 @@ async def point_levels(conn: Conn, *, prefix: str, mine_code: str | None) -> lis
     """Each sensor's highest active open alert on the ground itself (sensor-health rules
     excluded: a broken sensor says nothing about the slope), for the GB 39496 roll-up."""
     return await conn.fetch(
-        """SELECT a.mine_id, m.code AS mine_code, si.code AS site_code, s.code AS sensor_code, s.kind,
-                  max(a.level) AS level
-           FROM alert a JOIN sensor s ON s.id = a.sensor_id JOIN site si ON si.id = a.site_id
-           JOIN mine m ON m.id = a.mine_id
-           WHERE a.state <> 'closed' AND a.active AND a.rule NOT LIKE 'health.%'
-             AND a.region_code LIKE $1 || '%' AND ($2::text IS NULL OR m.code = $2)
-           GROUP BY a.mine_id, m.code, si.code, s.code, s.kind""",
+        # Aggregate the (few) open alerts first, then look their sensors up by key: joining
+        # first lets the planner hash the whole sensor table of a province.
+        """WITH p AS MATERIALIZED (
+               SELECT a.sensor_id, max(a.level) AS level FROM alert a
+               WHERE a.state <> 'closed' AND a.active AND a.rule NOT LIKE 'health.%'
+                 AND a.region_code LIKE $1 || '%'
+               GROUP BY a.sensor_id
+           )
+           SELECT m.code AS mine_code, si.code AS site_code, s.code AS sensor_code, s.kind, p.level
+           FROM sensor s JOIN p ON p.sensor_id = s.id
+           JOIN site si ON si.id = s.site_id JOIN mine m ON m.id = s.mine_id
+           WHERE s.id = ANY (ARRAY(SELECT sensor_id FROM p)) AND ($2::text IS NULL OR m.code = $2)""",
         prefix,
         mine_code,
     )
