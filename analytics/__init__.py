@@ -8,7 +8,7 @@ levels (GB 39496).
 """
 
 from analytics.alarm import Action, Decision, decide
-from analytics.evaluate import evaluate_sensor
+from analytics.evaluate import evaluate_many, evaluate_sensor
 from analytics.rollup import GB39496, GroupLevel, RollupCounts, SiteRollup, roll_up
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 
@@ -23,6 +23,7 @@ __all__ = [
     "SensorWindow",
     "SiteRollup",
     "decide",
+    "evaluate_many",
     "evaluate_sensor",
     "roll_up",
 ]

@@ -35,26 +35,30 @@ then they stop again.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import ndtr
 
 from analytics._arrays import DAY_S, HOUR_S, FloatArray, IntArray
-from analytics.despike import hampel
+from analytics._stacked import (
+    BlockRows,
+    Quadratics,
+    block_fits_rows,
+    hampel_rows,
+    interpolation_residuals_rows,
+    quadratic_row,
+    trailing_lines,
+    trailing_quadratics,
+    velocity_noise_rows,
+    white_noise_sigma_rows,
+)
 from analytics.inverse_velocity import InverseVelocityFit, fit_inverse_velocity
 from analytics.kendall import MannKendall, mann_kendall, prewhitened, theil_sen
-from analytics.noise import interpolation_residuals, velocity_noise, white_noise_sigma
 from analytics.rate import RateBound, rate_bound
 from analytics.segments import segment_ids
-from analytics.smoothing import (
-    Blocks,
-    TrailingQuadratic,
-    bin_means,
-    block_fits,
-    trailing_line,
-    trailing_quadratic,
-)
+from analytics.smoothing import Blocks, TrailingLine, TrailingQuadratic, bin_means
 from analytics.tangent import level_of_angle, tangent_angle_deg
 from analytics.voight import VoightFit, fit_voight
 from core.model import Level
@@ -248,43 +252,166 @@ def assess_acceleration(
     with_rate: compute :attr:`Acceleration.rate` (trailing rates with the correlated-noise
     error, for rate thresholds); it is computed anyway for a young series.
     """
+    return assess_acceleration_many(t_s, disp[None, :], interval_s=interval_s, params=params, with_rate=[with_rate])[0]
+
+
+def assess_acceleration_many(
+    t_s: FloatArray,
+    disp: FloatArray,
+    *,
+    interval_s: float,
+    params: AccelerationParams = DEFAULT_PARAMS,
+    with_rate: Sequence[bool] | None = None,
+) -> list[Acceleration]:
+    """:func:`assess_acceleration` of every row of ``disp`` (k, n), all on the times ``t_s`` (n,).
+
+    The same result for each row as one call per row, at a fraction of the cost: rows
+    with the same missing readings (and, after despiking, the same readings left) go
+    through the array stages together (:mod:`analytics._stacked`); the judgement
+    itself, and the displacement fit where it is needed, run per row.
+    with_rate: (k,) per row, default all True.
+    """
     p = params
+    k = disp.shape[0]
+    rates = [True] * k if with_rate is None else list(with_rate)
+    out: list[Acceleration | None] = [None] * k
     ok = np.isfinite(disp)
-    t = t_s[ok]
-    x = disp[ok]
-    n0 = int(t.size)
-    t_last = float(t[-1]) if n0 else (float(t_s[-1]) if t_s.size else math.nan)
-    t_first = float(t[0]) if n0 else math.nan
-    if n0 < 3:
-        return Acceleration(Level.NONE, t_last, f"only {n0} readings", t_first, t_last, n0, f"仅有 {n0} 个读数")
+    groups: dict[bytes, list[int]] = {}
+    for i in range(k):
+        groups.setdefault(np.packbits(ok[i]).tobytes(), []).append(i)
+    for rows in groups.values():
+        mask = ok[rows[0]]
+        t = t_s[mask]
+        x = disp[rows][:, mask]
+        n0 = int(t.size)
+        t_last = float(t[-1]) if n0 else (float(t_s[-1]) if t_s.size else math.nan)
+        t_first = float(t[0]) if n0 else math.nan
+        if n0 < 3:
+            for i in rows:
+                out[i] = Acceleration(
+                    Level.NONE, t_last, f"only {n0} readings", t_first, t_last, n0, f"仅有 {n0} 个读数"
+                )
+            continue
+        seg = segment_ids(t, max_gap_s=p.gap_intervals * interval_s)
+        resid = interpolation_residuals_rows(t, x, seg)
+        sigma = white_noise_sigma_rows(resid)
+        for j in range(len(rows)):
+            if not math.isfinite(sigma[j]) or sigma[j] <= 0:
+                finite = resid[j][np.isfinite(resid[j])]
+                sigma[j] = max(float(np.max(np.abs(finite))) if finite.size else 0.0, 1e-6)
+        spikes = hampel_rows(t, x, seg, resid, sigma=sigma, n_sigma=p.spike_sigma)
+        n_spikes = np.count_nonzero(spikes, axis=1)
+        clean = [j for j in range(len(rows)) if n_spikes[j] == 0]
+        stacks: list[tuple[list[int], FloatArray, FloatArray, IntArray]] = []
+        if clean:
+            stacks.append((clean, t, x[clean], seg))
+        for j in range(len(rows)):
+            if n_spikes[j]:
+                keep = ~spikes[j]
+                stacks.append(([j], t[keep], x[j : j + 1, keep], seg[keep]))
+        for js, tt, xx, ss in stacks:
+            found = _assess_stack(
+                tt,
+                xx,
+                ss,
+                sigma[js],
+                [int(n_spikes[j]) for j in js],
+                t_first,
+                t_last,
+                [rates[rows[j]] for j in js],
+                p,
+            )
+            for j, a in zip(js, found, strict=True):
+                out[rows[j]] = a
+    return [a for a in out if a is not None]
 
-    seg = segment_ids(t, max_gap_s=p.gap_intervals * interval_s)
-    resid = interpolation_residuals(t, x, seg)
-    sigma = white_noise_sigma(resid)
-    if not math.isfinite(sigma) or sigma <= 0:
-        finite = resid[np.isfinite(resid)]
-        sigma = max(float(np.max(np.abs(finite))) if finite.size else 0.0, 1e-6)
-    spikes = hampel(t, x, seg, resid, sigma=sigma, n_sigma=p.spike_sigma).is_spike
-    n_spikes = int(np.count_nonzero(spikes))
-    if n_spikes:
-        keep = ~spikes
-        t, x, seg = t[keep], x[keep], seg[keep]
 
-    blocks = block_fits(t, x, seg, block_s=p.block_s, sigma=sigma)
-    factor = velocity_noise(blocks.velocity_per_day, blocks.velocity_se_per_day)
-    se_blocks = blocks.velocity_se_per_day * factor
+def _assess_stack(
+    t: FloatArray,
+    xs: FloatArray,
+    seg: IntArray,
+    sigmas: FloatArray,
+    n_spikes: list[int],
+    t_first: float,
+    t_last: float,
+    with_rate: list[bool],
+    p: AccelerationParams,
+) -> list[Acceleration]:
+    """The array stages for rows ``xs`` (k, n) of despiked readings on the times ``t``, then
+    the judgement of each row (:func:`_judge`)."""
+    blocks_k = block_fits_rows(t, xs, seg, block_s=p.block_s, sigma=sigmas)
+    factors = velocity_noise_rows(blocks_k.velocity_per_day, blocks_k.velocity_se_per_day)
     # The current velocity's error is calibrated on blocks of its own length: noise
     # correlated over hours inflates a day's velocity by a different factor than 12 h.
-    day_blocks = block_fits(t, x, seg, block_s=p.current_window_s, sigma=sigma)
-    factor_now = velocity_noise(day_blocks.velocity_per_day, day_blocks.velocity_se_per_day)
-    cur = trailing_line(t, x, seg, window_s=p.current_window_s, sigma=sigma)
+    day_k = block_fits_rows(t, xs, seg, block_s=p.current_window_s, sigma=sigmas)
+    factors_now = velocity_noise_rows(day_k.velocity_per_day, day_k.velocity_se_per_day)
+    curs = trailing_lines(t, xs, seg, window_s=p.current_window_s, sigma=sigmas)
+    n_recent = int(np.count_nonzero(blocks_k.t_mid_s >= t_last - p.test_window_s))
+    shifted_k: list[BlockRows] = []
+    quads: Quadratics = 0
+    if n_recent >= p.min_blocks:
+        shifted_k = [
+            block_fits_rows(t, xs, seg, block_s=p.block_s, sigma=sigmas, end_s=t_last - k * p.block_s / p.mk_phases)
+            for k in range(1, p.mk_phases)
+        ]
+        quads = trailing_quadratics(t, xs, seg, window_s=p.decel_window_s)
+    out = []
+    for i in range(xs.shape[0]):
+        blocks = blocks_k.row(i)
+        factor = float(factors[i])
+        out.append(
+            _judge(
+                t,
+                xs[i],
+                seg,
+                float(sigmas[i]),
+                n_spikes[i],
+                t_first,
+                t_last,
+                blocks,
+                factor,
+                blocks.velocity_se_per_day * factor,
+                len(day_k.t_mid_s),
+                float(factors_now[i]),
+                curs[i],
+                [s.row(i) for s in shifted_k],
+                quads,
+                i,
+                with_rate[i],
+                p,
+            )
+        )
+    return out
+
+
+def _judge(
+    t: FloatArray,
+    x: FloatArray,
+    seg: IntArray,
+    sigma: float,
+    n_spikes: int,
+    t_first: float,
+    t_last: float,
+    blocks: Blocks,
+    factor: float,
+    se_blocks: FloatArray,
+    n_day_blocks: int,
+    factor_now: float,
+    cur: TrailingLine,
+    shifted_blocks: list[Blocks],
+    quads: Quadratics,
+    row: int,
+    with_rate: bool,
+    p: AccelerationParams,
+) -> Acceleration:
+    """The level of one despiked series ``t``, ``x``, ``seg`` (n,) from its array stages."""
     value_now = cur.value
     v_now = cur.velocity_per_day
     se_now = cur.velocity_se_per_day * factor_now
     if not math.isfinite(v_now) and len(blocks):
         # the newest segment is too short for a trailing fit: fall back on the newest block
         v_now, se_now = float(blocks.velocity_per_day[-1]), float(se_blocks[-1])
-    young = len(day_blocks) < p.min_day_blocks
+    young = n_day_blocks < p.min_day_blocks
     # The correlated-noise rates cost about as much as the rest of a quiet evaluation:
     # only when a rate threshold needs them, or the velocity error of a young series.
     rate = rate_bound(t, x, seg, sigma=sigma, noise_block_s=p.current_window_s) if with_rate or young else None
@@ -331,8 +458,7 @@ def assess_acceleration(
     mk1, r1, accel1 = _trend(t_recent_d, v_recent)
     zs = [mk1.z]
     accels = [accel1]
-    for k in range(1, p.mk_phases):
-        shifted = block_fits(t, x, seg, block_s=p.block_s, sigma=sigma, end_s=t_last - k * p.block_s / p.mk_phases)
+    for shifted in shifted_blocks:
         recent_k = shifted.t_mid_s >= t_last - p.test_window_s
         mk_k, _, accel_k = _trend(
             (shifted.t_mid_s[recent_k] - t_last) / DAY_S, shifted.velocity_per_day[recent_k] * direction
@@ -344,7 +470,7 @@ def assess_acceleration(
     mk = MannKendall(mk1.s, mk1.var_s, z, float(ndtr(-z)), mk1.tau, mk1.n)
     accel = float(np.mean(accels))
     v_low = v_now - 1.96 * se_now
-    quad = trailing_quadratic(t, x * direction, seg, window_s=p.decel_window_s, sigma=sigma * factor_now)
+    quad = quadratic_row(quads, row, sigma * factor_now, direction)
     decelerating = quad.accel_per_day2 + 1.96 * quad.accel_se_per_day2 < 0
 
     # The displacement fit is the costly step; it can only matter when the velocity

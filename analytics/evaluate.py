@@ -17,14 +17,14 @@ Level ``NONE`` results are returned too, so the worker can bring alerts down.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from analytics import health
 from analytics._arrays import HOUR_S, FloatArray
-from analytics.acceleration import DEFAULT_PARAMS, Acceleration, AccelerationParams, assess_acceleration
+from analytics.acceleration import DEFAULT_PARAMS, Acceleration, AccelerationParams, assess_acceleration_many
 from analytics.rate import RATE_CONFIDENCE
 from analytics.threshold_rules import STANDARD_RAIN_24H, latest_robust, threshold_rule, trailing_sum
 from analytics.types import RuleResult, SensorSpec, SensorWindow
@@ -52,20 +52,59 @@ def evaluate_sensor(
     spec: SensorSpec, window: SensorWindow, *, params: AccelerationParams = DEFAULT_PARAMS
 ) -> tuple[RuleResult, ...]:
     """All rule results for one sensor over one window (see the module docstring)."""
-    results: list[RuleResult] = []
-    kind = spec.kind
-    values = {ch: np.asarray(window.values[ch], dtype=np.float64) for ch in window.values}
-    t_s = np.asarray(window.t_s, dtype=np.float64)
-    if t_s.size and kind in (SensorKind.GNSS, SensorKind.TOTAL_STATION, SensorKind.CRACK, SensorKind.INCLINOMETER):
-        for comp in _components(spec, t_s, values):
-            results.extend(_displacement_rules(spec, t_s, comp, params))
-    elif t_s.size:
-        results.extend(_scalar_rules(spec, t_s, values))
-    results.append(health.silent(t_s, values, interval_s=spec.interval_s, now_s=window.now_s))
-    if t_s.size:
-        results.append(health.stuck(t_s, values, zero_is_normal=kind is SensorKind.RAIN))
-        results.append(health.spikes(t_s, values, interval_s=spec.interval_s, rain=kind is SensorKind.RAIN))
-    return tuple(results)
+    return evaluate_many([(spec, window)], params=params)[0]
+
+
+_DISPLACEMENT_KINDS = (SensorKind.GNSS, SensorKind.TOTAL_STATION, SensorKind.CRACK, SensorKind.INCLINOMETER)
+
+
+def evaluate_many(
+    sensors: Sequence[tuple[SensorSpec, SensorWindow]], *, params: AccelerationParams = DEFAULT_PARAMS
+) -> list[tuple[RuleResult, ...]]:
+    """:func:`evaluate_sensor` of each ``(spec, window)``, in order, with the same results.
+
+    Faster per sensor: the displacement components of all sensors whose windows have the
+    same times and sampling interval (a site's receivers read on one schedule) go through
+    the detector's array stages together (:func:`assess_acceleration_many`).
+    """
+    prepared: list[tuple[FloatArray, dict[str, FloatArray], list[_Component]]] = []
+    groups: dict[tuple[float, bytes], list[int]] = {}
+    for i, (spec, window) in enumerate(sensors):
+        values = {ch: np.asarray(window.values[ch], dtype=np.float64) for ch in window.values}
+        t_s = np.asarray(window.t_s, dtype=np.float64)
+        comps: list[_Component] = []
+        if t_s.size and spec.kind in _DISPLACEMENT_KINDS:
+            comps = _components(spec, t_s, values)
+            groups.setdefault((spec.interval_s, t_s.tobytes()), []).append(i)
+        prepared.append((t_s, values, comps))
+    accs: dict[int, list[Acceleration]] = {}
+    for members in groups.values():
+        rows = [(i, c) for i in members for c in prepared[i][2]]
+        found = assess_acceleration_many(
+            prepared[members[0]][0],
+            np.stack([c.disp_mm for _, c in rows]),
+            interval_s=sensors[members[0]][0].interval_s,
+            params=params,
+            with_rate=[c.rate_quantity is not None and c.rate_quantity in sensors[i][0].thresholds for i, c in rows],
+        )
+        for (i, _), acc in zip(rows, found, strict=True):
+            accs.setdefault(i, []).append(acc)
+    out: list[tuple[RuleResult, ...]] = []
+    for i, (spec, window) in enumerate(sensors):
+        t_s, values, comps = prepared[i]
+        kind = spec.kind
+        results: list[RuleResult] = []
+        if comps:
+            for comp, acc in zip(comps, accs[i], strict=True):
+                results.extend(_displacement_rules(spec, t_s, comp, acc, params))
+        elif t_s.size and kind not in _DISPLACEMENT_KINDS:
+            results.extend(_scalar_rules(spec, t_s, values))
+        results.append(health.silent(t_s, values, interval_s=spec.interval_s, now_s=window.now_s))
+        if t_s.size:
+            results.append(health.stuck(t_s, values, zero_is_normal=kind is SensorKind.RAIN))
+            results.append(health.spikes(t_s, values, interval_s=spec.interval_s, rain=kind is SensorKind.RAIN))
+        out.append(tuple(results))
+    return out
 
 
 # --------------------------------------------------------------------------- displacement
@@ -151,10 +190,8 @@ def _components(spec: SensorSpec, t_s: FloatArray, values: Mapping[str, FloatArr
 
 
 def _displacement_rules(
-    spec: SensorSpec, t_s: FloatArray, comp: _Component, params: AccelerationParams
+    spec: SensorSpec, t_s: FloatArray, comp: _Component, acc: Acceleration, params: AccelerationParams
 ) -> list[RuleResult]:
-    wants_rate = comp.rate_quantity is not None and comp.rate_quantity in spec.thresholds
-    acc = assess_acceleration(t_s, comp.disp_mm, interval_s=spec.interval_s, params=params, with_rate=wants_rate)
     out = [_acceleration_result(comp, acc, params)]
     at_s = acc.at_s
     if comp.rate_quantity and comp.rate_quantity in spec.thresholds:

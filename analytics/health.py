@@ -12,9 +12,8 @@ from typing import Final
 
 import numpy as np
 
-from analytics._arrays import DAY_S, HOUR_S, FloatArray
-from analytics.despike import hampel
-from analytics.noise import interpolation_residuals, white_noise_sigma
+from analytics._arrays import DAY_S, HOUR_S, BoolArray, FloatArray
+from analytics._stacked import hampel_rows, interpolation_residuals_rows, white_noise_sigma_rows
 from analytics.segments import segment_ids
 from analytics.types import RuleResult
 from core.model import Level
@@ -128,32 +127,51 @@ def spikes(t_s: FloatArray, values: Mapping[str, FloatArray], *, interval_s: flo
     at_s = math.nan
     counts: dict[str, int] = {}
     newest: list[float] = []
+    flagged: dict[str, tuple[FloatArray, BoolArray]] = {}
+    # Channels read together share their times: their Hampel tests run as one stack.
+    stacks: dict[bytes, list[str]] = {}
+    masks: dict[str, BoolArray] = {}
     for ch, v in values.items():
         ok = np.isfinite(v)
         if not ok.any():
             continue
+        masks[ch] = ok
+        at_s = float(t_s[ok][-1]) if math.isnan(at_s) else max(at_s, float(t_s[ok][-1]))
+        if rain:
+            t = t_s[ok]
+            x = v[ok]
+            keep = max(0, min(int(np.searchsorted(t, t[-1] - SPIKE_SCALE_S)), t.size - 50))
+            t = t[keep:]
+            x = x[keep:]
+            dt_h = np.diff(t, prepend=t[0] - interval_s) / HOUR_S
+            flagged[ch] = (t, (x < 0) | (x > RAIN_MAX_MM_PER_H * np.maximum(dt_h, interval_s / HOUR_S)))
+        else:
+            stacks.setdefault(np.packbits(ok).tobytes(), []).append(ch)
+    for chans in stacks.values():
+        ok = masks[chans[0]]
         t = t_s[ok]
-        x = v[ok]
-        at_s = float(t[-1]) if math.isnan(at_s) else max(at_s, float(t[-1]))
         # Only the last day counts; a week (at least 50 readings) is plenty for the noise scale.
         keep = max(0, min(int(np.searchsorted(t, t[-1] - SPIKE_SCALE_S)), t.size - 50))
         t = t[keep:]
-        x = x[keep:]
-        if rain:
-            dt_h = np.diff(t, prepend=t[0] - interval_s) / HOUR_S
-            flag = (x < 0) | (x > RAIN_MAX_MM_PER_H * np.maximum(dt_h, interval_s / HOUR_S))
-        elif x.size >= 5:
-            seg = segment_ids(t, max_gap_s=4.0 * interval_s)
-            resid = interpolation_residuals(t, x, seg)
-            sigma = white_noise_sigma(resid)
-            steps = np.abs(np.diff(x))
-            steps = steps[steps > 0]
-            resolution = float(steps.min()) if steps.size else 0.0
-            # Quantised, mostly constant channels have σ ≈ 0; one resolution step is not a spike.
-            sigma = max(sigma if math.isfinite(sigma) else 0.0, resolution, 1e-9)
-            flag = hampel(t, x, seg, resid, sigma=sigma).is_spike
-        else:
+        if t.size < 5:
             continue
+        x = np.stack([values[ch][ok][keep:] for ch in chans])
+        seg = segment_ids(t, max_gap_s=4.0 * interval_s)
+        resid = interpolation_residuals_rows(t, x, seg)
+        sigma = white_noise_sigma_rows(resid)
+        steps = np.abs(np.diff(x, axis=1))
+        resolution = np.where(steps > 0, steps, np.inf).min(axis=1)
+        for i in range(len(chans)):
+            # Quantised, mostly constant channels have σ ≈ 0; one resolution step is not a spike.
+            res_i = float(resolution[i]) if math.isfinite(resolution[i]) else 0.0
+            sigma[i] = max(float(sigma[i]) if math.isfinite(sigma[i]) else 0.0, res_i, 1e-9)
+        flags = hampel_rows(t, x, seg, resid, sigma=sigma)
+        for i, ch in enumerate(chans):
+            flagged[ch] = (t, flags[i])
+    for ch in values:
+        if ch not in flagged:
+            continue
+        t, flag = flagged[ch]
         recent = t > t[-1] - SPIKE_WINDOW_S
         counts[ch] = int(np.count_nonzero(flag & recent))
         newest.extend(float(s) for s in t[flag & recent][-5:])
