@@ -20,7 +20,7 @@ import asyncpg
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from analytics import evaluate_sensor
+from analytics import evaluate_many, evaluate_sensor
 from analytics.alarm import decide
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 from core.model import Level
@@ -149,7 +149,8 @@ class AnalysisWorker:
         by_sensor: dict[int, list[asyncpg.Record]] = defaultdict(list)
         for r in rows:
             by_sensor[r["sensor_id"]].append(r)
-        changes = 0
+        batch: list[tuple[DirtySensor, SensorRow]] = []
+        inputs: list[tuple[SensorSpec, SensorWindow]] = []
         for d in known:
             row = self._sensors[d.sensor_id]
             records = [r for r in by_sensor.get(d.sensor_id, []) if r["t_s"] >= (d.max_ts - window).timestamp()]
@@ -157,7 +158,11 @@ class AnalysisWorker:
                 continue
             # Data has just arrived: the sensor is not silent, whatever its measurement times
             # (a backlog after an outage is old but fresh). The clock is its newest reading.
-            results = evaluate_sensor(spec_of(row), build_window(records, row.channels, records[-1]["t_s"]))
+            batch.append((d, row))
+            inputs.append((spec_of(row), build_window(records, row.channels, records[-1]["t_s"])))
+        # One call for the batch: sensors read on one schedule share the detectors' array stages.
+        changes = 0
+        for (d, row), results in zip(batch, evaluate_many(inputs), strict=True):
             self._metrics.evaluations.inc()
             async with self._pool.acquire() as conn, conn.transaction():
                 # Late data (older than what was already stored) re-judges the past: mark it.
