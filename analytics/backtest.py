@@ -8,7 +8,9 @@ from :mod:`simulators.scenarios`, feeds every result through
 - failing series (tertiary creep): lead time of the first yellow / orange / red
   before failure, and the error of the failure-time forecast made 24 h ahead;
 - stable, steady-creep and step-like series: alarms per sensor-year at each level
-  (an alarm is an alert reaching that level, after the de-escalation dwell).
+  (an alarm is an alert reaching that level, after the de-escalation dwell), for the
+  acceleration rules and, separately, for rate thresholds (RATE_THRESHOLDS): on stable
+  series any rate alarm is false.
 
 A table goes to the terminal and the full numbers to a JSON file. Targets (from the
 issue): red for ≥ 95 % of failing series ≥ 24 h before failure when tertiary creep
@@ -36,6 +38,7 @@ from analytics.alarm import decide
 from analytics.evaluate import evaluate_sensor
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 from core.model import Level, SensorKind
+from core.thresholds import Direction, ThresholdSet
 from simulators.scenarios import DisplacementScenario, Series, apply_faults, displacement_series
 
 T0: Final = 1_767_225_600.0  # 2026-01-01 UTC
@@ -43,6 +46,14 @@ WINDOW_S: Final = 30 * DAY_S
 DWELL_S: Final = 6 * HOUR_S
 YEAR_S: Final = 365.25 * DAY_S
 RULES: Final = ("displacement.acceleration.horizontal", "displacement.acceleration.vertical")
+#: Rate thresholds judged beside acceleration: the demo's tailings-dam values, the strictest
+#: it uses (blue 1 and 2 mm/day). On a stable series any alarm from them is a false alarm;
+#: on creep and step series crossing them can be true (the ground does move that fast).
+RATE_RULES: Final = ("threshold.horizontal_mm_per_day", "threshold.vertical_mm_per_day")
+RATE_THRESHOLDS: Final = {
+    "horizontal_mm_per_day": ThresholdSet(Direction.ABOVE, 1.0, 2.0, 4.0, 5.0),
+    "vertical_mm_per_day": ThresholdSet(Direction.ABOVE, 2.0, 4.0, 6.0, 8.0),
+}
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,7 @@ class SeriesScore:
     forecast_24h_error: float | None = None
     forecast_24h_made: bool = False
     alarms: dict[str, int] = field(default_factory=dict)
+    rate_alarms: dict[str, int] = field(default_factory=dict)
     years: float = 0.0
     evaluations: int = 0
 
@@ -163,6 +175,7 @@ def score_series(fam: Family, seed: int, step_s: float) -> SeriesScore:
         spec.channels,
         spec.interval_s,
         baseline={ch: float(np.median(v[first])) for ch, v in s.values.items()},
+        thresholds=RATE_THRESHOLDS,
     )
     truth = s.truth
     if fam.failing:
@@ -173,10 +186,11 @@ def score_series(fam: Family, seed: int, step_s: float) -> SeriesScore:
     ends = np.arange(start, float(s.t_s[-1]) + 1.0, step_s)
     score = SeriesScore(fam.name, seed)
     state: dict[str, tuple[Level | None, float | None, float | None, Level | None]] = {
-        r: (None, None, None, None) for r in RULES
+        r: (None, None, None, None) for r in RULES + RATE_RULES
     }
     first_at: dict[int, float] = {}
     alarms = {lv.label: 0 for lv in (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED)}
+    rate_alarms = dict(alarms)
     best_24h: tuple[float, RuleResult] | None = None
     for t_end in ends:
         lo = int(np.searchsorted(s.t_s, t_end - WINDOW_S, side="right"))
@@ -184,16 +198,22 @@ def score_series(fam: Family, seed: int, step_s: float) -> SeriesScore:
         if hi - lo < 3:
             continue
         window = SensorWindow(s.t_s[lo:hi], {ch: v[lo:hi] for ch, v in s.values.items()}, float(t_end))
-        results = [r for r in evaluate_sensor(spec, window) if r.rule in RULES]
+        everything = evaluate_sensor(spec, window)
+        results = [r for r in everything if r.rule in RULES]
         score.evaluations += 1
-        for r in results:
+        for r in everything:
+            if r.rule not in state:
+                continue
             cur, since, pend, pend_lv = state[r.rule]
             d = decide(cur, since, pend, r, dwell_s=DWELL_S, pending_level=pend_lv)
             before = cur or Level.NONE
+            counts = alarms if r.rule in RULES else rate_alarms
             for lv in (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED):
                 if before < lv <= d.level:
-                    alarms[lv.label] += 1
+                    counts[lv.label] += 1
             state[r.rule] = (d.level, d.since_s, d.pending_since_s, d.pending_level)
+            if r.rule not in RULES:
+                continue
             for lv in (Level.YELLOW, Level.ORANGE, Level.RED):
                 if r.level >= lv and int(lv) not in first_at:
                     first_at[int(lv)] = r.at_s
@@ -203,6 +223,7 @@ def score_series(fam: Family, seed: int, step_s: float) -> SeriesScore:
             if abs(left - 24 * HOUR_S) <= step_s / 2 and (best_24h is None or abs(left - 24 * HOUR_S) < best_24h[0]):
                 best_24h = (abs(left - 24 * HOUR_S), h)
     score.alarms = alarms
+    score.rate_alarms = rate_alarms
     score.years = (float(ends[-1]) - float(ends[0])) / YEAR_S if ends.size > 1 else 0.0
     if fam.failing and truth.failure_s is not None:
         tf = truth.failure_s
@@ -230,6 +251,7 @@ class FamilySummary:
     tof_made: float | None = None
     median_tof_error: float | None = None
     alarms_per_year: dict[str, float] = field(default_factory=dict)
+    rate_alarms_per_year: dict[str, float] = field(default_factory=dict)
     targets: dict[str, bool] = field(default_factory=dict)
 
 
@@ -253,6 +275,10 @@ def summarise(fam: Family, scores: Sequence[SeriesScore]) -> FamilySummary:
     for lv in ("blue", "yellow", "orange", "red"):
         total = sum(sc.alarms.get(lv, 0) for sc in scores)
         out.alarms_per_year[lv] = total / years if years > 0 else math.nan
+        rate_total = sum(sc.rate_alarms.get(lv, 0) for sc in scores)
+        out.rate_alarms_per_year[lv] = rate_total / years if years > 0 else math.nan
+    if fam.scenario == "stable":
+        out.targets["no rate-threshold alarm"] = sum(out.rate_alarms_per_year.values()) == 0
     if not fam.failing:
         out.targets["no red"] = out.alarms_per_year["red"] == 0
         out.targets["<= 1 yellow per sensor-year"] = out.alarms_per_year["yellow"] <= 1.0
@@ -331,7 +357,7 @@ def _h(x: float | None) -> str:
 def _table(rows: Sequence[FamilySummary]) -> str:
     head = (
         f"{'family':28s} {'n':>3s} | {'red>=24h':>8s} {'lead Y/O/R h (median)':>22s} {'ToF±25%':>8s} "
-        f"{'ToF made':>8s} | {'alarms/sensor-yr B/Y/O/R':>26s} | targets"
+        f"{'ToF made':>8s} | {'alarms/sensor-yr B/Y/O/R':>26s} | {'rate alarms B/Y/O/R':>22s} | targets"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -339,10 +365,15 @@ def _table(rows: Sequence[FamilySummary]) -> str:
         alarms = (
             "-" if r.failing else "/".join(f"{r.alarms_per_year[k]:.1f}" for k in ("blue", "yellow", "orange", "red"))
         )
+        rate = (
+            "-"
+            if r.failing
+            else "/".join(f"{r.rate_alarms_per_year[k]:.1f}" for k in ("blue", "yellow", "orange", "red"))
+        )
         ok = ", ".join(("ok " if v else "MISS ") + k for k, v in r.targets.items()) or "-"
         lines.append(
             f"{r.family:28s} {r.series:3d} | {_pct(r.red_24h):>8s} {lead:>22s} {_pct(r.tof_within_25):>8s} "
-            f"{_pct(r.tof_made):>8s} | {alarms:>26s} | {ok}"
+            f"{_pct(r.tof_made):>8s} | {alarms:>26s} | {rate:>22s} | {ok}"
         )
     return "\n".join(lines)
 

@@ -36,6 +36,8 @@ def test_run_writes_json_and_a_table(tmp_path: Path, capsys: pytest.CaptureFixtu
     (summary,) = data["summaries"]
     assert summary["family"] == "stable faults"
     assert summary["alarms_per_year"]["red"] == 0.0
+    assert set(summary["rate_alarms_per_year"]) == {"blue", "yellow", "orange", "red"}
+    assert "no rate-threshold alarm" in summary["targets"]
     assert data["series"][0]["evaluations"] > 100
     assert "stable faults" in capsys.readouterr().out
 
@@ -44,3 +46,12 @@ def test_unknown_family_is_an_error(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert run(parser.parse_args(["--families", "no such thing", "--out", str(tmp_path / "x.json")])) == 2
+
+
+def test_rate_thresholds_are_scored_and_a_fast_burst_crosses_them() -> None:
+    """The step family's bursts reach 2-6 mm/day: the 1 mm/day horizontal blue is crossed
+    (a true exceedance), and counted apart from the acceleration alarms."""
+    fam = next(f for f in FAMILIES if f.name == "step")
+    score = score_series(fam, 0, 6 * 3600.0)
+    assert score.rate_alarms["blue"] >= 1
+    assert set(score.rate_alarms) == set(score.alarms)
