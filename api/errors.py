@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -109,6 +110,14 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = str(exc.detail) if exc.status_code != 404 else f"no such path: {request.url.path}"
         return JSONResponse(_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _data(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # SQLSTATE class 22 (and asyncpg's own argument checks): a value from the request that
+        # PostgreSQL cannot take, such as a NUL in text or a time past year 9999 in UTC.
+        # Everything else about the request was valid, so it is the client's value.
+        reason = "it contains a NUL character" if "0x00" in str(exc) else "it is out of range or of the wrong type"
+        return JSONResponse(_body("bad_request", f"a value in the request cannot be used: {reason}"), status_code=400)
 
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(request: Request, exc: DatabaseUnavailable) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
@@ -19,6 +19,27 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
 
 
+#: The times a request may carry. Readings, deadlines and windows lie well inside; outside,
+#: Python and PostgreSQL part ways (asyncpg reads 0001-01-01 UTC back without its offset, and
+#: converting a time near year 1 or 9999 to UTC leaves Python's calendar).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def instant(value: datetime) -> datetime:
+    """``value`` in UTC, for a pydantic ``AfterValidator``: ValueError unless it has an offset
+    and lies between :data:`EARLIEST` and :data:`LATEST`."""
+    if value.tzinfo is None:
+        raise ValueError("needs a UTC offset, e.g. 2026-11-30T18:00:00+08:00")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError(f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+    return utc
+
+
 def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts, default=str).encode()).decode().rstrip("=")
 
@@ -29,9 +50,16 @@ def decode_cursor(cursor: str, n: int) -> list[Any]:
         parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("cursor is not one this API issued; start again without ?cursor=") from None
-    if not isinstance(parts, list) or len(parts) != n:
+    if not isinstance(parts, list) or len(parts) != n or not all(_cursor_part(p) for p in parts):
         raise BadRequest("cursor is not one this API issued; start again without ?cursor=")
     return parts
+
+
+def _cursor_part(part: object) -> bool:
+    """What :func:`encode_cursor` writes: codes and times as text, ids as 64-bit integers."""
+    if isinstance(part, str):
+        return "\x00" not in part
+    return type(part) is int and -(2**63) <= part < 2**63
 
 
 class Region(BaseModel):

@@ -259,8 +259,11 @@ async def _api(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.api_host
     port = args.port or settings.api_port
     with runtime.database(settings) as dsn:
-        server = runtime.api_server(create_app(settings, dsn=dsn), host, port)
-        print(f"API on http://{host}:{port}/docs", file=sys.stderr)
+        server = runtime.api_server(
+            create_app(settings, dsn=dsn), host, port, tls_cert=settings.api_tls_cert, tls_key=settings.api_tls_key
+        )
+        scheme = "https" if settings.api_tls_cert else "http"
+        print(f"API on {scheme}://{host}:{port}/docs", file=sys.stderr)
 
         def stop() -> None:
             server.should_exit = True

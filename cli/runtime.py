@@ -95,10 +95,21 @@ class _Server(uvicorn.Server):
         yield
 
 
-def api_server(app: FastAPI, host: str, port: int) -> _Server:
+def api_server(
+    app: FastAPI, host: str, port: int, *, tls_cert: str | None = None, tls_key: str | None = None
+) -> _Server:
+    """uvicorn for ``app``; HTTPS when given a certificate chain and key (PEM files)."""
     # Open event streams would hold shutdown forever; they get a few seconds, then are closed.
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=3
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        ssl_certfile=tls_cert or None,
+        ssl_keyfile=tls_key or None,
     )
     return _Server(config)
 

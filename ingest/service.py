@@ -104,7 +104,8 @@ class IngestService:
         logger.info("ingest stopped")
 
     def _client(self) -> aiomqtt.Client:
-        tls = ssl.create_default_context() if self._mqtt.tls else None
+        ca_file = self._settings.mqtt_ca_file or None
+        tls = ssl.create_default_context(cafile=ca_file) if self._mqtt.tls else None
         client = aiomqtt.Client(
             self._mqtt.host,
             self._mqtt.port,

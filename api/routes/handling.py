@@ -17,7 +17,7 @@ from api.auth import Principal, PrincipalDep, Role, narrow
 from api.deps import ConnDep
 from api.errors import BadRequest, Conflict, Forbidden, NotFound
 from api.routes.alerts import AlertId, alert_schema, visible_alert
-from api.schemas import Alert
+from api.schemas import Alert, instant
 from api.scope import RegionQuery
 from core.model import Level
 from core.wire import CODE_PATTERN
@@ -27,13 +27,7 @@ from db.pool import Conn
 router = APIRouter(tags=["handling"])
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("needs a UTC offset, e.g. 2026-11-30T18:00:00+08:00")
-    return value.astimezone(UTC)
-
-
-Aware = Annotated[datetime, AfterValidator(_aware)]
+Aware = Annotated[datetime, AfterValidator(instant)]
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 
 

@@ -14,7 +14,7 @@ from api.auth import PrincipalDep, Role, narrow, visible_mine
 from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import CodePath, Cursor
-from api.schemas import Page, decode_cursor, encode_cursor
+from api.schemas import EARLIEST, LATEST, Page, decode_cursor, encode_cursor, instant
 from api.scope import RegionQuery
 from core.wire import CODE_PATTERN
 from db import integrity, queries
@@ -127,6 +127,9 @@ def window(start: datetime | None, end: datetime | None, max_window: timedelta) 
     for name, value in (("start", start), ("end", end)):
         if value is not None and value.tzinfo is None:
             raise BadRequest(f"{name} {value.isoformat()} has no UTC offset; add Z or +08:00")
+        # Blocks are aligned on the epoch; far outside it the arithmetic leaves Python's calendar.
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise BadRequest(f"{name} must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
     end_t = end if end is not None else datetime.now(UTC)
     start_t = start if start is not None else end_t - timedelta(days=1)
     if start_t >= end_t:
@@ -224,13 +227,7 @@ async def verify_mine(
     return [report_schema(mine, r["code"], await integrity.verify_sensor(conn, r["id"], start_t, end_t)) for r in rows]
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("needs a UTC offset, e.g. 2026-11-30T18:00:00+08:00")
-    return value.astimezone(UTC)
-
-
-Aware = Annotated[datetime, AfterValidator(_aware)]
+Aware = Annotated[datetime, AfterValidator(instant)]
 
 
 class CorrectionIn(BaseModel):

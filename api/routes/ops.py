@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import PrincipalDep, Role
 from api.deps import ConnDep, MetricsDep, PoolDep
+from api.errors import BadRequest
 from api.routes.registry import Cursor
 from api.schemas import DeadLetter, Health, Page, decode_cursor, encode_cursor
 from core.wire import RejectReason
@@ -52,7 +53,9 @@ async def dead_letters(
 ) -> Page[DeadLetter]:
     # Rejected payloads may name mines of any region, or none: the operators of the service only.
     who.require(Role.ADMIN, "read dead letters")
-    before = int(decode_cursor(cursor, 1)[0]) if cursor else None
+    before = decode_cursor(cursor, 1)[0] if cursor else None
+    if not isinstance(before, int | None):
+        raise BadRequest("cursor is not one this API issued; start again without ?cursor=")
     rows = await queries.dead_letters(
         conn, reason=reason.value if reason else None, since=since, before_id=before, limit=limit
     )

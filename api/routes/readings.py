@@ -72,7 +72,10 @@ async def readings(
     if row is None:
         raise NotFound(f"sensor {sensor!r} is not registered under mine {mine!r}")
     end_t = _aware("end", end) if end is not None else datetime.now(UTC)
-    start_t = _aware("start", start) if start is not None else end_t - timedelta(days=1)
+    try:
+        start_t = _aware("start", start) if start is not None else end_t - timedelta(days=1)
+    except OverflowError:
+        raise BadRequest("end is too early: the default window, one day before it, would begin before year 1") from None
     if start_t >= end_t:
         raise BadRequest("start must be before end")
     if end_t - start_t > MAX_WINDOW:
