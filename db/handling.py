@@ -28,7 +28,7 @@ class HandlingError(Exception):
 
 
 class AlertMissing(Exception):
-    pass
+    """The alert id does not exist."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,9 @@ from tests.faults.conftest import (
     keys_of,
     restart,
     running_ingest,
-    running_proxy,
     stored,
 )
+from tests.support.proxy import running_proxy
 
 VALUES_PER_MESSAGE = 15
 

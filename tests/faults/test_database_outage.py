@@ -8,15 +8,14 @@ import time
 from core.settings import Settings
 from tests.conftest import Mosquitto, wait_for
 from tests.faults.conftest import (
-    database_proxy,
     gateway,
     gnss_messages,
     keys_of,
-    proxied_dsn,
     running_ingest,
     stored,
     stored_count,
 )
+from tests.support.proxy import database_proxy, proxied_dsn
 
 OUTAGE_S = 60.0
 VALUES_PER_MESSAGE = 15

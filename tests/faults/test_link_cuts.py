@@ -9,16 +9,14 @@ import random
 from core.settings import Settings
 from tests.conftest import Mosquitto, wait_for
 from tests.faults.conftest import (
-    database_proxy,
     gateway,
     gnss_messages,
     keys_of,
-    proxied_dsn,
     running_ingest,
-    running_proxy,
     stored,
     stored_count,
 )
+from tests.support.proxy import database_proxy, proxied_dsn, running_proxy
 
 VALUES_PER_MESSAGE = 5 * 3  # five GNSS readings of three channels
 

@@ -31,7 +31,7 @@ def pg_tool(name: str, server_major: int) -> str:
 
         candidates.append(Path(POSTGRES_BIN_PATH) / name)
     except ImportError:
-        pass
+        pass  # no embedded server installed: Debian's binaries below
     candidates.append(Path(f"/usr/lib/postgresql/{server_major}/bin") / name)
     found = shutil.which(name)
     if found:
@@ -43,7 +43,11 @@ def pg_tool(name: str, server_major: int) -> str:
         m = re.search(r"\) (\d+)", version)
         if m and int(m.group(1)) == server_major:
             return str(path)
-    pytest.skip(f"no {name} of PostgreSQL {server_major} found")
+    # Not a skip: backup and restore are part of what CI must prove.
+    pytest.fail(
+        f"no {name} of PostgreSQL {server_major} found (looked in the embedded server's bin and "
+        f"/usr/lib/postgresql/{server_major}/bin); install the matching postgresql-client"
+    )
 
 
 async def run(command: list[str]) -> None:

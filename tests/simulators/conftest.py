@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import aiomqtt
 import pytest
 
-from core.settings import MqttTarget
 from tests.conftest import Mosquitto
+from tests.support.proxy import FaultProxy, running_proxy
 
 
 @pytest.fixture(scope="session")
@@ -36,78 +36,10 @@ def unique_mine() -> str:
     return f"T{uuid.uuid4().hex[:12]}"
 
 
-class TcpProxy:
-    """Forwards 127.0.0.1:``port`` to a target; ``cut()`` drops every link and refuses new ones."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self.accepting = True
-        self.cuts = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def mqtt_target(self) -> MqttTarget:
-        return MqttTarget("127.0.0.1", self.port)
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.accepting:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            dst.close()
-            self._writers.discard(dst)
-
-    def cut(self) -> None:
-        self.cuts += 1
-        self.accepting = False
-        for w in list(self._writers):
-            w.transport.abort()
-        self._writers.clear()
-
-    def restore(self) -> None:
-        self.accepting = True
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 @pytest.fixture
-async def tcp_proxy(mqtt_broker: Mosquitto) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy(mqtt_broker.host, mqtt_broker.port)
-    await proxy.start()
-    yield proxy
-    await proxy.close()
+async def tcp_proxy(mqtt_broker: Mosquitto) -> AsyncIterator[FaultProxy]:
+    async with running_proxy(host=mqtt_broker.host, port=mqtt_broker.port) as proxy:
+        yield proxy
 
 
 @dataclass(frozen=True)

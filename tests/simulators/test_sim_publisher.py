@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from tests.conftest import Mosquitto
-    from tests.simulators.conftest import Collected, Received, TcpProxy
+    from tests.simulators.conftest import Collected, Received
+    from tests.support.proxy import FaultProxy
 
     Collect = Callable[[Iterable[str]], AbstractAsyncContextManager[Collected]]
 
@@ -208,7 +209,7 @@ async def test_fast_past_then_real_time_and_never_ahead_of_the_wall_clock(
 
 
 async def test_reconnects_and_resends_after_the_link_is_cut(
-    mqtt_broker: Mosquitto, mqtt_collect: Collect, tcp_proxy: TcpProxy, unique_mine: str
+    mqtt_broker: Mosquitto, mqtt_collect: Collect, tcp_proxy: FaultProxy, unique_mine: str
 ) -> None:
     now = time.time()
     t = np.arange(math.floor(now) - 4000.0, math.floor(now) - 1.0, 1.0)
@@ -229,7 +230,7 @@ async def test_reconnects_and_resends_after_the_link_is_cut(
         assert 0 < pub.stats.readings < 3 * t.size
         tcp_proxy.cut()
         await asyncio.sleep(1.0)
-        tcp_proxy.restore()
+        await tcp_proxy.restore()
         stats = await asyncio.wait_for(task, 30)
         await got.wait_for(stats.messages)
     assert stats.reconnects >= 1
