@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Annotated
 
-import asyncpg
 from fastapi import Depends, Request
 
 from api.deps import ConnDep
 from api.errors import Forbidden, NotFound, TooManyRequests, Unauthorized
-from core.model import region_prefix
+from core.model import region_level_of, region_prefix
 from db import queries, tokens
-from db.pool import Conn, DatabaseUnavailable
+from db.pool import Conn
 
 SESSION_COOKIE = "slopewatch_session"
 
@@ -71,12 +70,9 @@ class Principal:
     @property
     def level(self) -> str:
         """The node's level: mine, county, city, province or all."""
-        if self.scope_kind == "mine":
-            return "mine"
-        if self.scope_kind == "all":
-            return "all"
-        code = self.scope_code
-        return "province" if code.endswith("0000") else "city" if code.endswith("00") else "county"
+        if self.scope_kind == "region":
+            return region_level_of(self.scope_code).value
+        return self.scope_kind
 
     @property
     def actor(self) -> str:
@@ -84,7 +80,7 @@ class Principal:
 
     def require(self, role: Role, doing: str) -> None:
         if self.role < role:
-            raise Forbidden(f"a {self.role.label} token may not {doing}; that needs a {role.label} token or higher")
+            raise Forbidden(f"{_a(self.role.label)} token may not {doing}; that needs {_a(role.label)} token or higher")
 
 
 def _a(word: str) -> str:
@@ -152,11 +148,11 @@ async def principal_for(conn: Conn, secret: str) -> Principal | None:
     return Principal(row.id, row.name, Role.parse(row.role), row.scope_kind, row.scope_code, scope)
 
 
-async def authenticate(request: Request, conn: ConnDep) -> Principal:
+async def check_token(request: Request, conn: Conn, secret: str | None) -> Principal:
+    """The principal of ``secret``, or 401; failures count against the client's limit (429 past it)."""
     limiter: FailedAuthLimiter = request.app.state.auth_limiter
     client = request.client.host if request.client else "unknown"
     limiter.check(client)
-    secret = _presented_token(request)
     if secret is None:
         raise Unauthorized("this endpoint needs a token: send 'Authorization: Bearer <token>' (see `slopewatch token`)")
     principal = await principal_for(conn, secret) if len(secret) <= 200 else None
@@ -166,16 +162,11 @@ async def authenticate(request: Request, conn: ConnDep) -> Principal:
     return principal
 
 
+async def authenticate(request: Request, conn: ConnDep) -> Principal:
+    return await check_token(request, conn, _presented_token(request))
+
+
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
-
-
-async def authenticate_pool(request: Request, pool: asyncpg.Pool) -> Principal:
-    """:func:`authenticate` for long-lived responses that must not hold a connection."""
-    try:
-        async with pool.acquire(timeout=10) as conn:
-            return await authenticate(request, conn)
-    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
-        raise DatabaseUnavailable(f"the database is not reachable: {exc!r}") from exc
 
 
 async def narrow(conn: Conn, principal: Principal, *, region: str | None = None, mine: str | None = None) -> Scope:

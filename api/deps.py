@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -18,13 +19,19 @@ def _pool(request: Request) -> asyncpg.Pool:
     return pool
 
 
-async def _conn(request: Request) -> AsyncIterator[Conn]:
-    pool: asyncpg.Pool = request.app.state.pool
+@contextlib.asynccontextmanager
+async def borrow(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
+    """A pooled connection; an unreachable database is DatabaseUnavailable (503)."""
     try:
         async with pool.acquire(timeout=10) as conn:
             yield conn
     except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
         raise DatabaseUnavailable(f"the database is not reachable: {exc!r}") from exc
+
+
+async def _conn(request: Request) -> AsyncIterator[Conn]:
+    async with borrow(request.app.state.pool) as conn:
+        yield conn
 
 
 def _settings(request: Request) -> Settings:

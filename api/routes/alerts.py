@@ -14,9 +14,8 @@ from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import Cursor
 from api.schemas import Alert, AlertEvent, FiveFixedOut, Page, decode_cursor, encode_cursor
-from api.scope import RegionQuery
+from api.scope import MineQuery, RegionQuery
 from core.model import Level
-from core.wire import CODE_PATTERN
 from db import queries
 from db.pool import Conn
 
@@ -55,7 +54,7 @@ async def list_alerts(
             description="handling stage; open means not yet acknowledged",
         ),
     ] = None,
-    mine: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
+    mine: MineQuery = None,
     rule: Annotated[str | None, Query(max_length=100)] = None,
     since: Annotated[datetime | None, Query(description="changed at or after (ISO 8601 with offset)")] = None,
     until: Annotated[datetime | None, Query(description="changed before (ISO 8601 with offset)")] = None,

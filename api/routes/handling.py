@@ -18,9 +18,8 @@ from api.deps import ConnDep
 from api.errors import BadRequest, Conflict, Forbidden, NotFound
 from api.routes.alerts import AlertId, alert_schema, visible_alert
 from api.schemas import Alert, instant
-from api.scope import RegionQuery
+from api.scope import MineQuery, RegionQuery
 from core.model import Level
-from core.wire import CODE_PATTERN
 from db import handling, queries
 from db.pool import Conn
 
@@ -202,7 +201,7 @@ async def list_supervisions(
     conn: ConnDep,
     who: PrincipalDep,
     region: RegionQuery = None,
-    mine: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
+    mine: MineQuery = None,
     overdue: Annotated[bool, Query(description="only those past the deadline and not closed")] = False,
     include_closed: Annotated[bool, Query(description="also supervisions of closed alerts")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,

@@ -15,8 +15,7 @@ from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import CodePath, Cursor
 from api.schemas import EARLIEST, LATEST, Page, decode_cursor, encode_cursor, instant
-from api.scope import RegionQuery
-from core.wire import CODE_PATTERN
+from api.scope import MineQuery, RegionQuery
 from db import integrity, queries
 from db.integrity import ChainEntry, Verification
 
@@ -152,7 +151,7 @@ async def list_heads(
     conn: ConnDep,
     who: PrincipalDep,
     region: RegionQuery = None,
-    mine: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
+    mine: MineQuery = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> Page[ChainHead]:

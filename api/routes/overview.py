@@ -16,16 +16,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from analytics.rollup import RollupCounts
-from api.auth import Principal, PrincipalDep, Scope, authenticate_pool, narrow
-from api.deps import ConnDep, SettingsDep
+from api.auth import Principal, PrincipalDep, Scope, authenticate, narrow
+from api.deps import ConnDep, SettingsDep, borrow
 from api.errors import BadRequest
 from api.levels import counts_of, site_rollups
-from api.scope import RegionQuery
+from api.scope import MineQuery, RegionQuery
 from core.model import Level, region_level_of
-from core.wire import CODE_PATTERN
 from db import overview
 from db.overview import FeedCursor
-from db.pool import Conn, DatabaseUnavailable
+from db.pool import Conn
 
 router = APIRouter(tags=["overview"])
 
@@ -62,7 +61,6 @@ class FeedPage(BaseModel):
     next_cursor: str = Field(description="always set: poll again with ?after=<next_cursor>")
 
 
-MineQuery = Annotated[str | None, Query(pattern=CODE_PATTERN.pattern, max_length=64)]
 AfterQuery = Annotated[
     str | None,
     Query(
@@ -131,13 +129,10 @@ async def alert_event_stream(
 ) -> StreamingResponse:
     # No connection is held for the life of the stream: each poll borrows one from the pool.
     pool: asyncpg.Pool = request.app.state.pool
-    who = await authenticate_pool(request, pool)
-    try:
-        async with pool.acquire(timeout=10) as conn:
-            scope = await narrow(conn, who, region=region, mine=mine)
-            start = await _start(conn, last_event_id or after or "latest")
-    except (OSError, TimeoutError) as exc:
-        raise DatabaseUnavailable(f"the database is not reachable: {exc!r}") from exc
+    async with borrow(pool) as conn:
+        who = await authenticate(request, conn)
+        scope = await narrow(conn, who, region=region, mine=mine)
+        start = await _start(conn, last_event_id or after or "latest")
     interval = request.app.state.settings.stream_poll_s
     return StreamingResponse(
         _stream(request, pool, who, scope, start, interval),

@@ -13,7 +13,7 @@ from api.deps import ConnDep, SettingsDep
 from api.errors import NotFound
 from api.levels import counts_of, site_rollups
 from api.schemas import Mine, Page, Region, Rollup, RollupItem, Sensor, Site, decode_cursor, encode_cursor
-from api.scope import RegionQuery
+from api.scope import MineQuery, RegionQuery
 from core.model import Level, MineKind, SensorKind, region_prefix
 from core.wire import CODE_PATTERN
 from db import queries
@@ -97,7 +97,7 @@ async def list_sensors(
     conn: ConnDep,
     who: PrincipalDep,
     region: RegionQuery = None,
-    mine: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
+    mine: MineQuery = None,
     site: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
     kind: SensorKind | None = None,
     cursor: Cursor = None,

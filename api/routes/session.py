@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from api.auth import SESSION_COOKIE, FailedAuthLimiter, Principal, PrincipalDep, principal_for
+from api.auth import SESSION_COOKIE, Principal, PrincipalDep, check_token
 from api.deps import ConnDep
-from api.errors import Unauthorized
 
 router = APIRouter(tags=["access"])
 
@@ -43,13 +42,7 @@ async def me(who: PrincipalDep) -> Me:
 
 @router.post("/session", response_model=Me, summary="Log in with a token: sets an HttpOnly session cookie")
 async def login(body: Login, request: Request, response: Response, conn: ConnDep) -> Me:
-    limiter: FailedAuthLimiter = request.app.state.auth_limiter
-    client = request.client.host if request.client else "unknown"
-    limiter.check(client)
-    who = await principal_for(conn, body.token.strip())
-    if who is None:
-        limiter.failed(client)
-        raise Unauthorized("the token is not valid: unknown, revoked or expired")
+    who = await check_token(request, conn, body.token.strip())
     response.set_cookie(
         SESSION_COOKIE,
         body.token.strip(),
