@@ -268,21 +268,7 @@ def trailing_quadratic(
     newest segment is used: a parabola across a gap would invent the missing part.
     Fewer than 6 readings, or readings spanning under a quarter of the window: NaN.
     """
-    nan = float("nan")
-    if t_s.size == 0:
-        return TrailingQuadratic(nan, nan, nan, 0)
-    lo = _newest_slice(t_s, seg, window_s)
-    tau = (t_s[lo:] - t_s[-1]) / DAY_S
-    n = int(tau.size)
-    if n < 6 or float(tau[0]) > -0.25 * window_s / DAY_S:
-        return TrailingQuadratic(nan, nan, nan, n)
-    # Orthogonalise against the mean for conditioning; solve the 3×3 normal equations.
-    q = 0.5 * tau * tau
-    design = np.stack((np.ones(n), tau, q))
-    gram = design @ design.T
-    try:
-        cov = np.linalg.inv(gram)
-    except np.linalg.LinAlgError:
-        return TrailingQuadratic(nan, nan, nan, n)
-    coef = cov @ (design @ x[lo:])
-    return TrailingQuadratic(float(coef[1]), float(coef[2]), sigma * math.sqrt(max(float(cov[2, 2]), 0.0)), n)
+    # One implementation: the stacked one (analytics._stacked), on a single row.
+    from analytics._stacked import quadratic_row, trailing_quadratics
+
+    return quadratic_row(trailing_quadratics(t_s, x[None, :], seg, window_s=window_s), 0, sigma, 1)
