@@ -55,3 +55,85 @@ def test_rate_thresholds_are_scored_and_a_fast_burst_crosses_them() -> None:
     score = score_series(fam, 0, 6 * 3600.0)
     assert score.rate_alarms["blue"] >= 1
     assert set(score.rate_alarms) == set(score.alarms)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_recorded_csv_files_are_scored_with_and_without_a_failure_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recorded failing point (its failure time given) gets lead times and a forecast
+    error; a recorded stable point beside it counts alarms, and raises none."""
+    import numpy as np
+
+    from simulators.publisher import SensorStream
+    from simulators.replay import write_replay_csv
+    from simulators.scenarios import displacement_series
+
+    t0 = 1_767_225_600.0
+    failing = displacement_series(
+        "tertiary",
+        start_s=t0,
+        duration_s=40 * 86_400.0,
+        interval_s=3600.0,
+        seed=3,
+        v0_mm_per_day=5.0,
+        tertiary_days=7.0,
+    )
+    stable = displacement_series("stable", start_s=t0, duration_s=40 * 86_400.0, interval_s=3600.0, seed=4)
+    csv_path = tmp_path / "recorded.csv"
+    write_replay_csv(
+        [
+            SensorStream("PIT", "GNSS-F", failing.t_s, {c: np.round(v, 2) for c, v in failing.values.items()}),
+            SensorStream("PIT", "GNSS-S", stable.t_s, {c: np.round(v, 2) for c, v in stable.values.items()}),
+        ],
+        csv_path,
+        layout="wide",
+    )
+    assert failing.truth.failure_s is not None
+    failure_ms = int(failing.truth.failure_s * 1000)
+    out = tmp_path / "rec.json"
+    code = run(
+        _args("--csv", str(csv_path), "--failure", f"PIT/GNSS-F={failure_ms}", "--step-h", "4", "--out", str(out))
+    )
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["summaries"] == []  # only the file, no families
+    by_sensor = {r["sensor"]: r for r in data["recorded"]}
+    f, s = by_sensor["GNSS-F"], by_sensor["GNSS-S"]
+    assert f["kind"] == "gnss"
+    assert f["readings"] == failing.t_s.size
+    assert f["failure_s"] == pytest.approx(failing.truth.failure_s)
+    assert f["score"]["lead_h"]["red"] is not None
+    assert f["score"]["lead_h"]["red"] >= 24.0
+    assert f["score"]["forecast_24h_error"] is not None
+    assert f["score"]["forecast_24h_error"] <= 0.25
+    assert s["failure_s"] is None
+    assert s["score"]["lead_h"] == {}
+    assert s["score"]["evaluations"] > 100
+    assert sum(s["score"]["alarms"][k] for k in ("yellow", "orange", "red")) == 0
+    table = capsys.readouterr().out
+    assert "PIT/GNSS-F" in table
+    assert "PIT/GNSS-S" in table
+    assert "no failure" in table
+
+
+def test_recorded_input_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("mine,sensor,time,east_mm\nPIT,G1,not-a-time,1.0\n")
+    assert run(_args("--csv", str(bad))) == 2
+    assert "line 2" in capsys.readouterr().err
+    assert run(_args("--csv", str(tmp_path / "missing.csv"))) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert run(_args("--failure", "PIT/G1=2026-01-01T00:00:00Z")) == 2
+    assert "--failure needs --csv" in capsys.readouterr().err
+    good = tmp_path / "good.csv"
+    good.write_text("mine,sensor,time,width_mm\nPIT,C1,2026-01-01T00:00:00Z,1.0\n")
+    assert run(_args("--csv", str(good), "--failure", "PIT/G9=2026-01-02T00:00:00Z")) == 2
+    assert "PIT/G9" in capsys.readouterr().err
+    assert run(_args("--csv", str(good), "--failure", "PIT-G9")) == 2
+    assert "MINE/SENSOR=TIME" in capsys.readouterr().err
