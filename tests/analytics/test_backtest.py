@@ -37,7 +37,7 @@ def test_run_writes_json_and_a_table(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert summary["family"] == "stable faults"
     assert summary["alarms_per_year"]["red"] == 0.0
     assert set(summary["rate_alarms_per_year"]) == {"blue", "yellow", "orange", "red"}
-    assert "no rate-threshold alarm" in summary["targets"]
+    assert "rate: no red, <= 1 yellow per sensor-year" in summary["targets"]
     assert data["series"][0]["evaluations"] > 100
     assert "stable faults" in capsys.readouterr().out
 
