@@ -22,9 +22,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from analytics import evaluate_many, evaluate_sensor
 from analytics.alarm import decide
+from analytics.clock import RULE as CLOCK_RULE
+from analytics.clock import clock_ahead
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 from core.model import Level
 from core.settings import Settings
+from core.wire import TOPIC_ROOT, WIRE_VERSION
 from db import alerts as store
 from db.pool import Conn
 from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
@@ -34,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 #: Alerts that reached this level need a person to close them, even after the condition clears.
 CLOSE_BY_HAND_FROM = Level.ORANGE
+#: health.clock looks at the refusals of this long back; it clears (after the dwell) once
+#: none came for this long.
+CLOCK_WINDOW_S = 3600.0
 
 
 class AnalysisMetrics:
@@ -194,6 +200,50 @@ class AnalysisWorker:
                 health = tuple(res for res in results if res.rule.startswith("health.silent"))
                 async with conn.transaction():
                     changes += await self._apply(conn, row, health, retroactive=False)
+        return changes + await self._sweep_clocks(now_s)
+
+    async def _sweep_clocks(self, now_s: float) -> int:
+        """health.clock: sensors whose readings ingest refused as stamped in the future
+        within the last hour (dead letters), and sensors whose clock alert is still open."""
+        prefix = f"{TOPIC_ROOT}/{WIRE_VERSION}/"
+        async with self._pool.acquire() as conn:
+            refused = await conn.fetch(
+                """SELECT topic, sum(readings_rejected)::bigint AS n, max(received_at) AS last,
+                          (array_agg(detail ORDER BY received_at DESC))[1] AS detail
+                   FROM dead_letter
+                   WHERE reason = 'future_timestamp' AND received_at > $1 AND received_at <= $2
+                   GROUP BY topic""",
+                store.ts(now_s - CLOCK_WINDOW_S),
+                store.ts(now_s),
+            )
+            still_open = await conn.fetch(
+                "SELECT sensor_id FROM alert WHERE rule = $1 AND state <> 'closed' AND active", CLOCK_RULE
+            )
+        by_code = {(r.mine_code, r.code): r for r in self._sensors.values()}
+        found: dict[int, tuple[int, float, str]] = {}
+        for r in refused:
+            parts = str(r["topic"]).removeprefix(prefix).split("/")
+            row = by_code.get((parts[0], parts[1])) if len(parts) == 3 and parts[2] == "readings" else None
+            if row is not None:
+                n, last, detail = found.get(row.id, (0, 0.0, ""))
+                newest = r["last"].timestamp()
+                found[row.id] = (n + int(r["n"]), max(last, newest), str(r["detail"]) if newest >= last else detail)
+        changes = 0
+        for sensor_id in sorted(set(found) | {int(r["sensor_id"]) for r in still_open}):
+            row = self._sensors.get(sensor_id)
+            if row is None:
+                continue
+            n, last, detail = found.get(sensor_id, (0, 0.0, ""))
+            result = clock_ahead(
+                n,
+                last if n else None,
+                now_s=now_s,
+                window_s=CLOCK_WINDOW_S,
+                max_future_s=self._settings.max_future_s,
+                example=detail,
+            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                changes += await self._apply(conn, row, (result,), retroactive=False)
         return changes
 
     async def _apply(self, conn: Conn, row: SensorRow, results: tuple[RuleResult, ...], *, retroactive: bool) -> int:
