@@ -8,9 +8,15 @@ components share their times, and so do the sensors of a site read on one schedu
 (:func:`analytics.evaluate.evaluate_many`): numpy's fixed cost per call, not the
 arithmetic, is what a 2,000-sample evaluation spends its time on.
 
-Reductions stay row-wise and bit-identical to the 1-D code: ``reduceat``, ``median``
-and ``mean`` along the last axis of a C-contiguous array sum each row as the 1-D
-call does; dot products are left per row (a matrix-vector product sums in another order).
+Reductions stay row-wise and bit-identical to the 1-D code: ``reduceat``, ``sum`` and
+``mean`` along the last axis of a C-contiguous array sum each row as the 1-D call
+does (on a column selection, which numpy lays out column-major, they do not: such
+stacks are made C-contiguous first); ``np.vecdot`` calls the same BLAS dot per row
+as ``np.dot`` (a matrix-vector product sums in another order); a median depends on
+the values only (:func:`analytics.noise.row_median` finds the same two middle values
+with one partition). Large stacks keep their k × n temporaries few, or a few rows at
+a time (``_CHUNK_ROWS``): a fresh k × n array costs more in page faults than its
+arithmetic.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import numpy as np
 
 from analytics._arrays import DAY_S, BoolArray, FloatArray, IntArray
 from analytics.despike import row_nanmedian
-from analytics.noise import _MAD_TO_SIGMA
+from analytics.noise import _MAD_TO_SIGMA, row_median
 from analytics.segments import segment_bounds
 from analytics.smoothing import Blocks, TrailingLine, TrailingQuadratic, _newest_slice
+
+#: Rows per temporary in the stages that need one (about 0.5 MB for 2,000 readings).
+_CHUNK_ROWS = 32
 
 
 def interpolation_residuals_rows(t_s: FloatArray, x: FloatArray, seg: IntArray) -> FloatArray:
@@ -38,25 +47,40 @@ def interpolation_residuals_rows(t_s: FloatArray, x: FloatArray, seg: IntArray) 
     span = dt_prev + dt_next
     w_prev = dt_next / span
     w_next = dt_prev / span
-    r = x[:, 1:-1] - (w_prev * x[:, :-2] + w_next * x[:, 2:])
+    # The same operations as the 1-D function (x₁ − (w₋·x₀ + w₊·x₂), over the norm),
+    # written into ``out``; the one temporary is a few rows at a time, as a fresh k × n
+    # array costs more in page faults than its arithmetic.
+    r = out[:, 1:-1]
+    np.multiply(w_prev, x[:, :-2], out=r)
+    for lo in range(0, k, _CHUNK_ROWS):
+        r[lo : lo + _CHUNK_ROWS] += w_next * x[lo : lo + _CHUNK_ROWS, 2:]
+    np.subtract(x[:, 1:-1], r, out=r)
     r /= np.sqrt(1.0 + w_prev * w_prev + w_next * w_next)
     inside = (seg[:-2] == seg[1:-1]) & (seg[2:] == seg[1:-1])
-    out[:, 1:-1] = np.where(inside, r, np.nan)
+    if not inside.all():
+        r[:, ~inside] = np.nan
     return out
 
 
 def white_noise_sigma_rows(residuals: FloatArray) -> FloatArray:
     """(k,): :func:`analytics.noise.white_noise_sigma` of each row. The NaN pattern of
     interpolation residuals depends on the time axis only, so it is shared by the rows."""
-    ok = np.isfinite(residuals)
-    if ok.shape[0] == 0 or not (ok == ok[0]).all():
+    k = residuals.shape[0]
+    if k == 0:
+        return np.zeros(0)
+    ok = np.isfinite(residuals[0])
+    r = np.compress(ok, residuals, axis=1)
+    np.abs(r, out=r)
+    # every row finite where the first is (a sum of absolute values is finite only if
+    # they all are; an overflow just takes the slow path) and nowhere else
+    shared = bool(np.isfinite(r.sum(axis=1)).all()) and not np.isfinite(residuals[:, ~ok]).any()
+    if not shared:
         from analytics.noise import white_noise_sigma
 
-        return np.array([white_noise_sigma(r) for r in residuals])
-    r = residuals[:, ok[0]]
+        return np.array([white_noise_sigma(row) for row in residuals])
     if r.shape[1] < 5:
-        return np.full(residuals.shape[0], np.nan)
-    out: FloatArray = _MAD_TO_SIGMA * np.median(np.abs(r), axis=1)
+        return np.full(k, np.nan)
+    out: FloatArray = _MAD_TO_SIGMA * row_median(r)
     return out
 
 
@@ -76,10 +100,14 @@ def hampel_rows(
     if n < 3:
         return is_spike
     starts, stops = segment_bounds(seg)
-    screen = np.abs(residuals) > (0.5 * n_sigma * sigma)[:, None]
+    limit = (0.5 * n_sigma * sigma)[:, None]
+    # |r| > limit, without a k × n temporary of |r|
+    screen = residuals > limit
+    screen |= residuals < -limit
     screen[:, starts] = True
     screen[:, stops - 1] = True
-    rows, cand = np.nonzero(screen)
+    flat = np.flatnonzero(screen)
+    rows, cand = flat // n, flat % n
     h = half_window
     offs = np.concatenate((np.arange(-h, 0), np.arange(1, h + 1)))
     idx = cand[:, None] + offs[None, :]
@@ -87,7 +115,8 @@ def hampel_rows(
     hi = stops[seg[cand]][:, None]
     inside = (idx >= lo) & (idx < hi)
     idx_c = np.clip(idx, 0, n - 1)
-    nb_x = np.where(inside, x[rows[:, None], idx_c], np.nan)
+    xf = np.ascontiguousarray(x).ravel()
+    nb_x = np.where(inside, xf.take(rows[:, None] * n + idx_c), np.nan)
     nb_t = t_s[idx_c] - t_s[cand][:, None]
     dx = np.diff(nb_x, axis=1)
     dt = np.diff(nb_t, axis=1)
@@ -100,7 +129,7 @@ def hampel_rows(
     med = row_nanmedian(detr)
     mad = row_nanmedian(np.abs(detr - med[:, None]))
     scale = np.maximum(1.4826 * mad, sigma[rows])
-    dev = np.abs(x[rows, cand] - med) / scale
+    dev = np.abs(xf.take(flat) - med) / scale
     with np.errstate(invalid="ignore"):
         hit = enough & (dev > n_sigma)
     is_spike[rows[hit], cand[hit]] = True
@@ -143,7 +172,7 @@ def block_fits_rows(
     min_span_fraction: float = 0.5,
     end_s: float | None = None,
 ) -> BlockRows:
-    """:func:`analytics.smoothing.block_fits` of each row of ``x`` (k, n); sigma: (k,)."""
+    """:func:`analytics.smoothing.block_fits` of each row of ``x`` (k, n), n ≥ 1; sigma: (k,)."""
     n = x.shape[1]
     t_end = t_s[-1]
     bin_no = np.floor(((t_end if end_s is None else end_s) - t_s) / block_s).astype(np.int64)
@@ -156,27 +185,47 @@ def block_fits_rows(
     st = np.add.reduceat(td, first)
     stt = np.add.reduceat(td * td, first)
     sx = np.add.reduceat(x, first, axis=1)
-    stx = np.add.reduceat(td * x, first, axis=1)
+    # Σ τ·x of each block, a few rows at a time (no k × n temporary)
+    if x.shape[0] <= _CHUNK_ROWS:
+        stx = np.add.reduceat(td * x, first, axis=1)
+    else:
+        stx = np.empty((x.shape[0], first.size))
+        for lo in range(0, x.shape[0], _CHUNK_ROWS):
+            stx[lo : lo + _CHUNK_ROWS] = np.add.reduceat(td * x[lo : lo + _CHUNK_ROWS], first, axis=1)
     last = np.append(first[1:], n) - 1
     keep: BoolArray = (cnt >= min_count) & (t_s[last] - t_s[first] >= min_span_fraction * block_s)
-    mean_t = st / cnt
-    s1 = cnt.astype(np.float64)
+    # The line of each kept block, as smoothing._line_from_sums computes it, in place (k × m
+    # temporaries cost page faults) and for the kept blocks only (each block on its own).
+    cnt_k, st_k, stt_k = cnt[keep], st[keep], stt[keep]
+    mean_t = st_k / cnt_k
+    s1 = cnt_k.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_x = sx / s1
-        sxx_t = stt - st * mean_t
-        slope = (stx - st * mean_x) / sxx_t
+        mean_x = np.compress(keep, sx, axis=1)
+        mean_x /= s1
+        sxx_t = stt_k - st_k * mean_t
+        slope = np.compress(keep, stx, axis=1)
+        slope -= st_k * mean_x
+        slope /= sxx_t
         ok = (s1 >= 3) & (sxx_t > 1e-12)
-        slope = np.where(ok, slope, np.nan)
-        value = np.where(s1 >= 1, mean_x + np.where(ok, slope, 0.0) * (mean_t - mean_t), np.nan)
-        se = np.where(ok, sigma[:, None] / np.sqrt(sxx_t), np.nan)
+        bad = ~ok
+        some_bad = bool(bad.any())
+        if some_bad:
+            slope[:, bad] = np.nan
+        # (a block has at least one reading, so the value is never the NaN of an empty one)
+        value = np.where(ok, slope, 0.0)
+        value *= mean_t - mean_t
+        value += mean_x
+        se = np.divide.outer(sigma, np.sqrt(sxx_t))
+        if some_bad:
+            se[:, bad] = np.nan
     return BlockRows(
-        t_mid_s=(t_end + mean_t * DAY_S)[keep],
+        t_mid_s=t_end + mean_t * DAY_S,
         t_first_s=t_s[first][keep],
         t_last_s=t_s[last][keep],
-        n=cnt[keep],
-        value=value[:, keep],
-        velocity_per_day=slope[:, keep],
-        velocity_se_per_day=se[:, keep],
+        n=cnt_k,
+        value=value,
+        velocity_per_day=slope,
+        velocity_se_per_day=se,
     )
 
 
@@ -192,13 +241,20 @@ def velocity_noise_rows(v: FloatArray, se: FloatArray) -> FloatArray:
         from analytics.noise import velocity_noise
 
         return np.array([velocity_noise(v[i], se[i]) for i in range(k)])
-    vv = v[:, ok[0]]
-    ss = se[:, ok[0]]
+    vv = np.compress(ok[0], v, axis=1)
+    ss = np.compress(ok[0], se, axis=1)
     if vv.shape[1] < 5:
         return out
-    z = np.diff(vv, axis=1) / np.sqrt(ss[:, 1:] ** 2 + ss[:, :-1] ** 2)
-    ratio = _MAD_TO_SIGMA * np.median(np.abs(z), axis=1)
-    return np.maximum(1.0, ratio)
+    # |Δv| / sqrt(se₂² + se₁²), in place
+    z = np.diff(vv, axis=1)
+    q = np.square(ss[:, 1:])
+    q += np.square(ss[:, :-1])
+    np.sqrt(q, out=q)
+    z /= q
+    np.abs(z, out=z)
+    ratio = _MAD_TO_SIGMA * (row_median(z) if np.isfinite(z.sum(axis=1)).all() else np.median(z, axis=1))
+    # max(1.0, ratio) of each row, as the 1-D function takes it
+    return np.where(ratio > 1.0, ratio, 1.0)
 
 
 def trailing_lines(
@@ -221,13 +277,11 @@ def trailing_lines(
     stt = float(np.dot(dt, dt))
     if stt <= 1e-12:
         return [TrailingLine(float(xm[i]), nan, nan, n) for i in range(k)]
-    centred = xx - xm[:, None]
-    out = []
-    root = math.sqrt(stt)
-    for i in range(k):
-        slope = float(np.dot(dt, centred[i])) / stt
-        out.append(TrailingLine(float(xm[i]) - slope * tm, slope, float(sigma[i]) / root, n))
-    return out
+    # np.vecdot sums each row as np.dot does
+    slope = np.vecdot(dt, xx - xm[:, None]) / stt
+    value = xm - slope * tm
+    se = sigma / math.sqrt(stt)
+    return [TrailingLine(vi, si, ei, n) for vi, si, ei in zip(value.tolist(), slope.tolist(), se.tolist(), strict=True)]
 
 
 Quadratics = tuple[FloatArray, FloatArray, float, int] | int

@@ -43,7 +43,7 @@ from scipy.special import ndtr
 
 from analytics._arrays import DAY_S, HOUR_S, FloatArray, IntArray
 from analytics._stacked import (
-    BlockRows,
+    _CHUNK_ROWS,
     Quadratics,
     block_fits_rows,
     hampel_rows,
@@ -55,8 +55,8 @@ from analytics._stacked import (
     white_noise_sigma_rows,
 )
 from analytics.inverse_velocity import InverseVelocityFit, fit_inverse_velocity
-from analytics.kendall import MannKendall, mann_kendall, prewhitened, theil_sen
-from analytics.rate import RateBound, rate_bound
+from analytics.kendall import MannKendall, mann_kendall_stats, prewhitened_rows, theil_sen_rows
+from analytics.rate import RateBound, rate_bounds
 from analytics.segments import segment_ids
 from analytics.smoothing import Blocks, TrailingLine, TrailingQuadratic, bin_means
 from analytics.tangent import level_of_angle, tangent_angle_deg
@@ -277,12 +277,17 @@ def assess_acceleration_many(
     out: list[Acceleration | None] = [None] * k
     ok = np.isfinite(disp)
     groups: dict[bytes, list[int]] = {}
+    # a finite row sum (the usual case) means every reading of the row is there
+    whole = np.isfinite(disp.sum(axis=1)).tolist()
     for i in range(k):
-        groups.setdefault(np.packbits(ok[i]).tobytes(), []).append(i)
+        groups.setdefault(b"" if whole[i] else np.packbits(ok[i]).tobytes(), []).append(i)
     for rows in groups.values():
         mask = ok[rows[0]]
         t = t_s[mask]
-        x = disp[rows][:, mask]
+        if rows[-1] - rows[0] + 1 == len(rows) and mask.all() and disp.flags.c_contiguous:
+            x = disp[rows[0] : rows[-1] + 1]  # no copy: all rows, all readings (the usual case)
+        else:
+            x = np.ascontiguousarray(disp[rows][:, mask])  # C order: row sums as for one series
         n0 = int(t.size)
         t_last = float(t[-1]) if n0 else (float(t_s[-1]) if t_s.size else math.nan)
         t_first = float(t[0]) if n0 else math.nan
@@ -293,35 +298,46 @@ def assess_acceleration_many(
                 )
             continue
         seg = segment_ids(t, max_gap_s=p.gap_intervals * interval_s)
-        resid = interpolation_residuals_rows(t, x, seg)
-        sigma = white_noise_sigma_rows(resid)
-        for j in range(len(rows)):
-            if not math.isfinite(sigma[j]) or sigma[j] <= 0:
-                finite = resid[j][np.isfinite(resid[j])]
-                sigma[j] = max(float(np.max(np.abs(finite))) if finite.size else 0.0, 1e-6)
-        spikes = hampel_rows(t, x, seg, resid, sigma=sigma, n_sigma=p.spike_sigma)
-        n_spikes = np.count_nonzero(spikes, axis=1)
+        # Noise and spikes a few rows at a time: k × n temporaries cost more in page
+        # faults than in arithmetic.
+        sigma = np.empty(len(rows))
+        spikes = np.empty((len(rows), n0), dtype=np.bool_)
+        for lo in range(0, len(rows), _CHUNK_ROWS):
+            part = x[lo : lo + _CHUNK_ROWS]
+            resid = interpolation_residuals_rows(t, part, seg)
+            s = white_noise_sigma_rows(resid)
+            for j in range(s.size):
+                if not math.isfinite(s[j]) or s[j] <= 0:
+                    finite = resid[j][np.isfinite(resid[j])]
+                    s[j] = max(float(np.max(np.abs(finite))) if finite.size else 0.0, 1e-6)
+            sigma[lo : lo + s.size] = s
+            spikes[lo : lo + s.size] = hampel_rows(t, part, seg, resid, sigma=s, n_sigma=p.spike_sigma)
+        n_spikes = np.count_nonzero(spikes, axis=1).tolist()
+        row_rates = [rates[i] for i in rows]
+        # The rows without spikes are judged as one stack (the array stages of the others
+        # run along, which is cheaper than copying the rest); each row with spikes on its own.
         clean = [j for j in range(len(rows)) if n_spikes[j] == 0]
-        stacks: list[tuple[list[int], FloatArray, FloatArray, IntArray]] = []
+        stacks: list[tuple[list[int], list[int] | None, FloatArray, FloatArray, IntArray]] = []
         if clean:
-            stacks.append((clean, t, x[clean], seg))
+            stacks.append((list(range(len(rows))), clean if len(clean) < len(rows) else None, t, x, seg))
         for j in range(len(rows)):
             if n_spikes[j]:
                 keep = ~spikes[j]
-                stacks.append(([j], t[keep], x[j : j + 1, keep], seg[keep]))
-        for js, tt, xx, ss in stacks:
+                stacks.append(([j], None, t[keep], x[j : j + 1, keep], seg[keep]))
+        for js, judged, tt, xx, ss in stacks:
             found = _assess_stack(
                 tt,
                 xx,
                 ss,
                 sigma[js],
-                [int(n_spikes[j]) for j in js],
+                [n_spikes[j] for j in js],
                 t_first,
                 t_last,
-                [rates[rows[j]] for j in js],
+                [row_rates[j] for j in js],
                 p,
+                judged,
             )
-            for j, a in zip(js, found, strict=True):
+            for j, a in zip(js if judged is None else judged, found, strict=True):
                 out[rows[j]] = a
     return [a for a in out if a is not None]
 
@@ -336,9 +352,11 @@ def _assess_stack(
     t_last: float,
     with_rate: list[bool],
     p: AccelerationParams,
+    judged: list[int] | None = None,
 ) -> list[Acceleration]:
     """The array stages for rows ``xs`` (k, n) of despiked readings on the times ``t``, then
-    the judgement of each row (:func:`_judge`)."""
+    the judgement (:func:`_judge`) of each row, or of the rows ``judged`` only (the others'
+    readings have spikes: they are judged elsewhere)."""
     blocks_k = block_fits_rows(t, xs, seg, block_s=p.block_s, sigma=sigmas)
     factors = velocity_noise_rows(blocks_k.velocity_per_day, blocks_k.velocity_se_per_day)
     # The current velocity's error is calibrated on blocks of its own length: noise
@@ -346,38 +364,82 @@ def _assess_stack(
     day_k = block_fits_rows(t, xs, seg, block_s=p.current_window_s, sigma=sigmas)
     factors_now = velocity_noise_rows(day_k.velocity_per_day, day_k.velocity_se_per_day)
     curs = trailing_lines(t, xs, seg, window_s=p.current_window_s, sigma=sigmas)
-    n_recent = int(np.count_nonzero(blocks_k.t_mid_s >= t_last - p.test_window_s))
-    shifted_k: list[BlockRows] = []
+    k_rows = xs.shape[0]
+    judge = range(k_rows) if judged is None else judged
+    # The correlated-noise rates cost about as much as the rest of a quiet evaluation:
+    # only when a rate threshold needs them, or the velocity error of a young series.
+    young = len(day_k.t_mid_s) < p.min_day_blocks
+    need = [i for i in judge if with_rate[i] or young]
+    rates: list[RateBound | None] = [None] * k_rows
+    for lo in range(0, len(need), _CHUNK_ROWS):
+        part = need[lo : lo + _CHUNK_ROWS]
+        found = rate_bounds(t, xs[part], seg, sigma=sigmas[part], noise_block_s=p.current_window_s)
+        for i, rb in zip(part, found, strict=True):
+            rates[i] = rb
+    recent = blocks_k.t_mid_s >= t_last - p.test_window_s
+    n_recent = int(np.count_nonzero(recent))
+    trends: list[tuple[int, MannKendall, float, float] | None] = [None] * k_rows
     quads: Quadratics = 0
     if n_recent >= p.min_blocks:
-        shifted_k = [
-            block_fits_rows(t, xs, seg, block_s=p.block_s, sigma=sigmas, end_s=t_last - k * p.block_s / p.mk_phases)
-            for k in range(1, p.mk_phases)
-        ]
         quads = trailing_quadratics(t, xs, seg, window_s=p.decel_window_s)
+        v_recent = np.ascontiguousarray(blocks_k.velocity_per_day[:, recent])
+        # Orientation: judge acceleration in the direction the component is moving.
+        direction = np.where(np.sum(v_recent, axis=1) >= 0, 1, -1)
+        # Which readings share a block changes the block velocities a lot when they are
+        # noisy; the trend test averages ``mk_phases`` block phases (default two, half a block
+        # apart). The mean of correlated unit normal scores has variance ≤ 1: the p-value
+        # stays conservative.
+        s1, var1, z1, tau1, n1, r1, accel1 = _trend(
+            (blocks_k.t_mid_s[recent] - t_last) / DAY_S, v_recent * direction[:, None]
+        )
+        zs = [z1]
+        accels = [accel1]
+        for k in range(1, p.mk_phases):
+            shifted = block_fits_rows(
+                t, xs, seg, block_s=p.block_s, sigma=sigmas, end_s=t_last - k * p.block_s / p.mk_phases
+            )
+            recent_k = shifted.t_mid_s >= t_last - p.test_window_s
+            _, _, z_k, _, _, _, accel_k = _trend(
+                (shifted.t_mid_s[recent_k] - t_last) / DAY_S, shifted.velocity_per_day[:, recent_k] * direction[:, None]
+            )
+            zs.append(z_k)
+            accels.append(accel_k)
+        z = np.mean(np.stack(zs, axis=1), axis=1)
+        a_k = np.stack(accels, axis=1)
+        counted = np.isfinite(a_k)
+        counted[:, 0] = True
+        accel = np.mean(a_k, axis=1)
+        for j in np.flatnonzero(~counted.all(axis=1)):
+            accel[j] = np.mean(a_k[j][counted[j]])
+        fields = (s1.astype(np.int64), var1, z, ndtr(-z), tau1, n1.astype(np.int64))
+        for i, (si, vi, zi, pi, ti, ni) in enumerate(zip(*(f.tolist() for f in fields), strict=True)):
+            trends[i] = (int(direction[i]), MannKendall(si, vi, zi, pi, ti, ni), float(r1[i]), float(accel[i]))
     out = []
-    for i in range(xs.shape[0]):
-        blocks = blocks_k.row(i)
-        factor = float(factors[i])
+    n_day_blocks = len(day_k.t_mid_s)
+    se_blocks = blocks_k.velocity_se_per_day * factors[:, None]
+    sigma_l, factor_l, factor_now_l = sigmas.tolist(), factors.tolist(), factors_now.tolist()
+    for i in judge:
+        sigma, factor, factor_now = sigma_l[i], factor_l[i], factor_now_l[i]
         out.append(
             _judge(
                 t,
                 xs[i],
                 seg,
-                float(sigmas[i]),
+                sigma,
                 n_spikes[i],
                 t_first,
                 t_last,
-                blocks,
+                blocks_k.row(i),
                 factor,
-                blocks.velocity_se_per_day * factor,
-                len(day_k.t_mid_s),
-                float(factors_now[i]),
+                se_blocks[i],
+                n_day_blocks,
+                factor_now,
                 curs[i],
-                [s.row(i) for s in shifted_k],
+                rates[i],
+                n_recent,
+                trends[i],
                 quads,
                 i,
-                with_rate[i],
                 p,
             )
         )
@@ -398,13 +460,16 @@ def _judge(
     n_day_blocks: int,
     factor_now: float,
     cur: TrailingLine,
-    shifted_blocks: list[Blocks],
+    rate: RateBound | None,
+    n_recent: int,
+    trend: tuple[int, MannKendall, float, float] | None,
     quads: Quadratics,
     row: int,
-    with_rate: bool,
     p: AccelerationParams,
 ) -> Acceleration:
-    """The level of one despiked series ``t``, ``x``, ``seg`` (n,) from its array stages."""
+    """The level of one despiked series ``t``, ``x``, ``seg`` (n,) from its array stages:
+    ``rate`` (None unless needed), the number of blocks in the test window and the trend
+    ``(direction, mk, r1, accel)`` (None with too few of them) come from :func:`_assess_stack`."""
     value_now = cur.value
     v_now = cur.velocity_per_day
     se_now = cur.velocity_se_per_day * factor_now
@@ -412,14 +477,9 @@ def _judge(
         # the newest segment is too short for a trailing fit: fall back on the newest block
         v_now, se_now = float(blocks.velocity_per_day[-1]), float(se_blocks[-1])
     young = n_day_blocks < p.min_day_blocks
-    # The correlated-noise rates cost about as much as the rest of a quiet evaluation:
-    # only when a rate threshold needs them, or the velocity error of a young series.
-    rate = rate_bound(t, x, seg, sigma=sigma, noise_block_s=p.current_window_s) if with_rate or young else None
     if young and rate is not None and math.isfinite(rate.sigma_eq) and math.isfinite(se_now):
         se_now = max(se_now, cur.velocity_se_per_day * rate.sigma_eq / sigma)
 
-    recent = blocks.t_mid_s >= t_last - p.test_window_s
-    n_recent = int(np.count_nonzero(recent))
     base = Acceleration(
         Level.NONE,
         t_last,
@@ -436,7 +496,7 @@ def _judge(
         blocks=blocks,
         rate=rate,
     )
-    if n_recent < p.min_blocks:
+    if n_recent < p.min_blocks or trend is None:
         hours = p.block_s / HOUR_S
         return _replace(
             base,
@@ -444,31 +504,9 @@ def _judge(
             reason_zh=f"近一周仅有 {n_recent} 个可用的 {hours:.0f} 小时数据段",
         )
 
-    v_recent = blocks.velocity_per_day[recent]
-    t_recent_d = (blocks.t_mid_s[recent] - t_last) / DAY_S
-    # Orientation: judge acceleration in the direction the component is moving.
-    direction = 1 if float(np.sum(v_recent)) >= 0 else -1
+    direction, mk, r1, accel = trend
     v_all = blocks.velocity_per_day * direction
-    v_recent = v_recent * direction
     v_now *= direction
-    # Which readings share a block changes the block velocities a lot when they are
-    # noisy; the trend test averages ``mk_phases`` block phases (default two, half a block
-    # apart). The mean of correlated unit normal scores has variance ≤ 1: the p-value
-    # stays conservative.
-    mk1, r1, accel1 = _trend(t_recent_d, v_recent)
-    zs = [mk1.z]
-    accels = [accel1]
-    for shifted in shifted_blocks:
-        recent_k = shifted.t_mid_s >= t_last - p.test_window_s
-        mk_k, _, accel_k = _trend(
-            (shifted.t_mid_s[recent_k] - t_last) / DAY_S, shifted.velocity_per_day[recent_k] * direction
-        )
-        zs.append(mk_k.z)
-        if math.isfinite(accel_k):
-            accels.append(accel_k)
-    z = float(np.mean(zs))
-    mk = MannKendall(mk1.s, mk1.var_s, z, float(ndtr(-z)), mk1.tau, mk1.n)
-    accel = float(np.mean(accels))
     v_low = v_now - 1.96 * se_now
     quad = quadratic_row(quads, row, sigma * factor_now, direction)
     decelerating = quad.accel_per_day2 + 1.96 * quad.accel_se_per_day2 < 0
@@ -650,11 +688,20 @@ def _earlier_forecast(t: FloatArray, x: FloatArray, seg: IntArray, t_cut: float,
     return float(t[hi - 1]) + fit.ttf_s
 
 
-def _trend(t_d: FloatArray, v: FloatArray) -> tuple[MannKendall, float, float]:
-    """Mann–Kendall on the prewhitened velocities, their lag-1 autocorrelation, Theil–Sen slope."""
-    beta = theil_sen(t_d, v)
-    series, r1 = prewhitened(t_d, v, beta=beta)
-    return mann_kendall(series), r1, beta
+def _trend(t_d: FloatArray, v: FloatArray) -> tuple[FloatArray, ...]:
+    """For each row of ``v`` (k, m), velocities at the times ``t_d`` (m,): Mann–Kendall on the
+    prewhitened velocities ``(s, var_s, z, tau, n)``, their lag-1 autocorrelation and the
+    Theil–Sen slope, each (k,)."""
+    beta = theil_sen_rows(t_d, v)
+    y, r1, whitened = prewhitened_rows(t_d, v, beta)
+    k = v.shape[0]
+    s, var_s, z, tau, n = (np.zeros(k) for _ in range(5))
+    for rows, series in ((np.flatnonzero(~whitened), v), (np.flatnonzero(whitened), y)):
+        if rows.size:
+            mk = mann_kendall_stats(series if rows.size == k else series[rows])
+            s[rows], var_s[rows], z[rows], tau[rows] = mk[0], mk[1], mk[2], mk[4]
+            n[rows] = series.shape[1]
+    return s, var_s, z, tau, n, r1, beta
 
 
 def _onset_index(v: FloatArray) -> int:

@@ -67,42 +67,57 @@ def evaluate_many(
     same times and sampling interval (a site's receivers read on one schedule) go through
     the detector's array stages together (:func:`assess_acceleration_many`).
     """
-    prepared: list[tuple[FloatArray, dict[str, FloatArray], list[_Component]]] = []
+    # Sensors read on one schedule (the same times and interval) are judged together.
     groups: dict[tuple[float, bytes], list[int]] = {}
+    prepared: list[tuple[FloatArray, dict[str, FloatArray]]] = []
     for i, (spec, window) in enumerate(sensors):
         values = {ch: np.asarray(window.values[ch], dtype=np.float64) for ch in window.values}
         t_s = np.asarray(window.t_s, dtype=np.float64)
-        comps: list[_Component] = []
-        if t_s.size and spec.kind in _DISPLACEMENT_KINDS:
-            comps = _components(spec, t_s, values)
-            groups.setdefault((spec.interval_s, t_s.tobytes()), []).append(i)
-        prepared.append((t_s, values, comps))
+        groups.setdefault((spec.interval_s, t_s.tobytes()), []).append(i)
+        prepared.append((t_s, values))
+    comps: dict[int, list[_Component]] = {}
     accs: dict[int, list[Acceleration]] = {}
-    for members in groups.values():
-        rows = [(i, c) for i in members for c in prepared[i][2]]
-        found = assess_acceleration_many(
-            prepared[members[0]][0],
-            np.stack([c.disp_mm for _, c in rows]),
-            interval_s=sensors[members[0]][0].interval_s,
-            params=params,
-            with_rate=[c.rate_quantity is not None and c.rate_quantity in sensors[i][0].thresholds for i, c in rows],
+    checks: dict[int, list[RuleResult]] = {}
+    for (interval_s, _), members in groups.items():
+        t_s = prepared[members[0]][0]
+        movers = [i for i in members if t_s.size and sensors[i][0].kind in _DISPLACEMENT_KINDS]
+        if movers:
+            # the components are written straight into the rows of the stack
+            disp = np.empty((sum(_n_components(sensors[i][0].kind) for i in movers), t_s.size))
+            rows: list[tuple[int, _Component]] = []
+            for i in movers:
+                comps[i] = _components(sensors[i][0], t_s, prepared[i][1], disp[len(rows) :])
+                rows.extend((i, c) for c in comps[i])
+            found = assess_acceleration_many(
+                t_s,
+                disp,
+                interval_s=interval_s,
+                params=params,
+                with_rate=[
+                    c.rate_quantity is not None and c.rate_quantity in sensors[i][0].thresholds for i, c in rows
+                ],
+            )
+            for (i, _), acc in zip(rows, found, strict=True):
+                accs.setdefault(i, []).append(acc)
+        health_results = health.rules_many(
+            t_s,
+            [prepared[i][1] for i in members],
+            interval_s=interval_s,
+            now_s=[sensors[i][1].now_s for i in members],
+            rain=[sensors[i][0].kind is SensorKind.RAIN for i in members],
         )
-        for (i, _), acc in zip(rows, found, strict=True):
-            accs.setdefault(i, []).append(acc)
+        for i, res in zip(members, health_results, strict=True):
+            checks[i] = res
     out: list[tuple[RuleResult, ...]] = []
-    for i, (spec, window) in enumerate(sensors):
-        t_s, values, comps = prepared[i]
-        kind = spec.kind
+    for i, (spec, _) in enumerate(sensors):
+        t_s, values = prepared[i]
         results: list[RuleResult] = []
-        if comps:
-            for comp, acc in zip(comps, accs[i], strict=True):
+        if i in comps:
+            for comp, acc in zip(comps[i], accs[i], strict=True):
                 results.extend(_displacement_rules(spec, t_s, comp, acc, params))
-        elif t_s.size and kind not in _DISPLACEMENT_KINDS:
+        elif t_s.size and spec.kind not in _DISPLACEMENT_KINDS:
             results.extend(_scalar_rules(spec, t_s, values))
-        results.append(health.silent(t_s, values, interval_s=spec.interval_s, now_s=window.now_s))
-        if t_s.size:
-            results.append(health.stuck(t_s, values, zero_is_normal=kind is SensorKind.RAIN))
-            results.append(health.spikes(t_s, values, interval_s=spec.interval_s, rain=kind is SensorKind.RAIN))
+        results.extend(checks[i])
         out.append(tuple(results))
     return out
 
@@ -113,14 +128,33 @@ def evaluate_many(
 def _baseline(spec: SensorSpec, t_s: FloatArray, x: FloatArray, channel: str) -> tuple[float, str]:
     if channel in spec.baseline:
         return float(spec.baseline[channel]), "registry"
-    idx = np.flatnonzero(np.isfinite(x))[:6]
-    if idx.size == 0:
-        return math.nan, "none"
+    first = x[:6]
+    if first.size == 0 or not np.isfinite(first).all():
+        first = x[np.flatnonzero(np.isfinite(x))[:6]]
+        if first.size == 0:
+            return math.nan, "none"
     # Without a registered baseline, the start of the window is the reference: say so.
-    return float(np.median(x[idx])), "window start"
+    return _median(first.tolist()), "window start"
 
 
-def _components(spec: SensorSpec, t_s: FloatArray, values: Mapping[str, FloatArray]) -> list[_Component]:
+def _median(values: list[float]) -> float:
+    """``np.median`` of a few finite values: the middle one, or the mean of the middle two."""
+    v = sorted(values)
+    h = len(v) // 2
+    return v[h] if len(v) % 2 else (v[h - 1] + v[h]) / 2.0
+
+
+def _n_components(kind: SensorKind) -> int:
+    return 2 if kind in (SensorKind.GNSS, SensorKind.TOTAL_STATION) else 1
+
+
+def _components(
+    spec: SensorSpec, t_s: FloatArray, values: Mapping[str, FloatArray], out: FloatArray | None = None
+) -> list[_Component]:
+    """The displacement components of a sensor; their series are written into the rows of
+    ``out`` (at least :func:`_n_components` rows of ``t_s.size``) when given."""
+    if out is None:
+        out = np.empty((_n_components(spec.kind), t_s.size))
     nan_series = np.full(t_s.size, np.nan)
     if spec.kind in (SensorKind.GNSS, SensorKind.TOTAL_STATION):
         e = values.get("east_mm", nan_series)
@@ -135,7 +169,7 @@ def _components(spec: SensorSpec, t_s: FloatArray, values: Mapping[str, FloatArr
                 "horizontal",
                 "horizontal displacement",
                 "水平位移",
-                np.hypot(e - e0, n - n0),
+                np.hypot(e - e0, n - n0, out=out[0]),
                 "horizontal_mm_per_day",
                 "horizontal_mm",
                 False,
@@ -145,7 +179,7 @@ def _components(spec: SensorSpec, t_s: FloatArray, values: Mapping[str, FloatArr
                 "vertical",
                 "vertical displacement",
                 "垂直位移",
-                u - u0,
+                np.subtract(u, u0, out=out[1]),
                 "vertical_mm_per_day",
                 "vertical_mm",
                 True,
@@ -153,8 +187,8 @@ def _components(spec: SensorSpec, t_s: FloatArray, values: Mapping[str, FloatArr
             ),
         ]
     if spec.kind is SensorKind.CRACK:
-        w = values.get("width_mm", nan_series)
-        return [_Component("width", "crack width", "裂缝宽度", w, "width_mm_per_day", "width_mm", False, {})]
+        out[0] = values.get("width_mm", nan_series)
+        return [_Component("width", "crack width", "裂缝宽度", out[0], "width_mm_per_day", "width_mm", False, {})]
     # inclinometer: the depth channel that moved most over the window
     best: tuple[float, str] | None = None
     for ch in spec.channels or tuple(values):
@@ -180,7 +214,7 @@ def _components(spec: SensorSpec, t_s: FloatArray, values: Mapping[str, FloatArr
             "internal",
             f"internal displacement at {ch}",
             f"深部位移({ch})",
-            x - base,
+            np.subtract(x, base, out=out[0]),
             "rate_mm_per_day",
             "cumulative_mm",
             True,

@@ -59,8 +59,9 @@ def fit_inverse_velocity(
     """
     nan = math.nan
     usable = np.isfinite(v_mm_per_day) & np.isfinite(se_mm_per_day) & (v_mm_per_day > 2.0 * se_mm_per_day)
-    m = int(np.count_nonzero(usable))
-    span = (float(t_s[usable][0]), float(t_s[usable][-1])) if m else (nan, nan)
+    idx = np.flatnonzero(usable)
+    m = int(idx.size)
+    span = (float(t_s[idx[0]]), float(t_s[idx[-1]])) if m else (nan, nan)
     if m < min_points:
         return InverseVelocityFit(
             None,

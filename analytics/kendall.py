@@ -9,6 +9,10 @@ count it:
   step per level (log₂ n levels), for long series.
 
 Both handle ties; the variance uses the tie correction of Kendall (1975).
+
+The ``*_rows`` functions (and :func:`mann_kendall_stats`) do the same for every row of
+a (k, n) stack at once — the detector tests the block velocities of all the rows of
+one schedule together; the one-series functions are them on a single row.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import ndtr
 
-from analytics._arrays import FloatArray, IntArray
+from analytics._arrays import BoolArray, FloatArray, IntArray
+from analytics.noise import row_median
 
 PAIRWISE_MAX_N = 256
 
@@ -41,16 +46,45 @@ class MannKendall:
 
 def mann_kendall(x: FloatArray) -> MannKendall:
     """Mann–Kendall test of ``x`` (n,), finite, in time order."""
-    n = int(x.size)
+    return mann_kendall_rows(x[None, :])[0]
+
+
+def mann_kendall_rows(x: FloatArray) -> list[MannKendall]:
+    """:func:`mann_kendall` of each row of ``x`` (k, n), finite, in time order."""
+    s, var_s, z, p, tau = mann_kendall_stats(x)
+    n = x.shape[1]
+    return [
+        MannKendall(*row, n)
+        for row in zip(s.tolist(), var_s.tolist(), z.tolist(), p.tolist(), tau.tolist(), strict=True)
+    ]
+
+
+def mann_kendall_stats(x: FloatArray) -> tuple[IntArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The fields of :func:`mann_kendall_rows` as arrays, each (k,): ``(s, var_s, z, p_increasing, tau)``."""
+    k, n = x.shape
     if n < 3:
-        return MannKendall(0, 0.0, 0.0, 1.0, 0.0, n)
-    s = kendall_s(x)
-    var_s = _var_s(x)
-    if var_s <= 0:
-        return MannKendall(s, 0.0, 0.0, 1.0, 0.0, n)
-    z = (s - math.copysign(1.0, s)) / math.sqrt(var_s) if s != 0 else 0.0
-    p = float(ndtr(-z))
-    return MannKendall(s, var_s, z, p, 2.0 * s / (n * (n - 1)), n)
+        return np.zeros(k, dtype=np.int64), np.zeros(k), np.zeros(k), np.ones(k), np.zeros(k)
+    if n <= PAIRWISE_MAX_N:
+        iu, ju = _upper(n)
+        s: IntArray = np.sign(x[:, ju] - x[:, iu]).sum(axis=1).astype(np.int64)
+    else:
+        s = np.array([_s_merge(row) for row in x], dtype=np.int64)
+    # Without ties (the rule for measured velocities) the variance is the same for every row.
+    xs = np.sort(x, axis=1)
+    var_s = np.full(k, n * (n - 1) * (2 * n + 5) / 18.0)
+    for i in np.flatnonzero((xs[:, 1:] == xs[:, :-1]).any(axis=1)):
+        var_s[i] = _var_s(x[i])
+    sf = s.astype(np.float64)
+    flat = ~(var_s > 0)
+    if flat.any():
+        var_s[flat] = 1.0  # a placeholder: these rows get the no-trend result below
+    z = np.where(s != 0, (sf - np.sign(sf)) / np.sqrt(var_s), 0.0)
+    p = ndtr(-z)
+    tau = 2.0 * sf / (n * (n - 1))
+    if flat.any():
+        var_s[flat] = z[flat] = tau[flat] = 0.0
+        p[flat] = 1.0
+    return s, var_s, z, p, tau
 
 
 def kendall_s(x: FloatArray) -> int:
@@ -134,11 +168,20 @@ def _var_s(x: FloatArray) -> float:
 
 def theil_sen(t: FloatArray, x: FloatArray) -> float:
     """Median of pairwise slopes of ``x`` (n,) against ``t`` (n,) increasing; NaN if n < 2."""
-    n = x.size
+    return float(theil_sen_rows(t, x[None, :])[0])
+
+
+def theil_sen_rows(t: FloatArray, x: FloatArray) -> FloatArray:
+    """(k,): :func:`theil_sen` of each row of ``x`` (k, n) against ``t`` (n,)."""
+    k, n = x.shape
     if n < 2:
-        return math.nan
+        return np.full(k, math.nan)
     iu, ju = _upper(n)
-    return float(np.median((x[ju] - x[iu]) / (t[ju] - t[iu])))
+    slopes = (x[:, ju] - x[:, iu]) / (t[ju] - t[iu])
+    if not np.isfinite(slopes.sum(axis=1)).all():
+        out: FloatArray = np.median(slopes, axis=1)
+        return out
+    return row_median(slopes)
 
 
 def prewhitened(t: FloatArray, x: FloatArray, *, beta: float | None = None) -> tuple[FloatArray, float]:
@@ -149,16 +192,27 @@ def prewhitened(t: FloatArray, x: FloatArray, *, beta: float | None = None) -> t
     remove the AR(1) part and add the trend back, so autocorrelated noise does not
     pass for a trend. Returns (n − 1,) values then, else ``x`` itself.
     """
-    n = x.size
-    if n < 6:
+    if x.size < 6:
         return x, 0.0
     if beta is None:
         beta = theil_sen(t, x)
-    resid = x - beta * t
-    resid = resid - resid.mean()
-    denom = float(np.dot(resid, resid))
-    r1 = float(np.dot(resid[1:], resid[:-1])) / denom if denom > 0 else 0.0
-    if r1 <= 1.96 / math.sqrt(n):
-        return x, r1
-    y = resid[1:] - r1 * resid[:-1] + beta * t[1:]
-    return y, r1
+    y, r1, whitened = prewhitened_rows(t, x[None, :], np.array([beta]))
+    return (y[0] if whitened[0] else x), float(r1[0])
+
+
+def prewhitened_rows(t: FloatArray, x: FloatArray, beta: FloatArray) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """:func:`prewhitened` of each row of ``x`` (k, n), with its Theil–Sen slope ``beta`` (k,):
+    ``(y, r1, whitened)``; row i of the result is ``y[i]`` (n − 1,) where ``whitened[i]``, else ``x[i]``."""
+    k, n = x.shape
+    if n < 6:
+        return x[:, 1:], np.zeros(k), np.zeros(k, dtype=np.bool_)
+    # C order: the row means and dot products then sum each row as for one series
+    resid = np.ascontiguousarray(x) - beta[:, None] * t
+    resid = resid - resid.mean(axis=1)[:, None]
+    # np.vecdot sums each row as np.dot does
+    denom = np.vecdot(resid, resid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r1: FloatArray = np.where(denom > 0, np.vecdot(resid[:, 1:], resid[:, :-1]) / denom, 0.0)
+    whitened: BoolArray = ~(r1 <= 1.96 / math.sqrt(n))
+    y = resid[:, 1:] - r1[:, None] * resid[:, :-1] + beta[:, None] * t[1:]
+    return y, r1, whitened

@@ -111,15 +111,25 @@ def long_run_densities(
     block's sum and count. Each block length must be a multiple of a quarter of the
     shortest (e.g. a day and half a day).
     """
+    rows = long_run_densities_rows(t_s, x[None, :], seg, blocks_s=blocks_s, min_blocks=min_blocks)
+    return [(float(s[0]), covered) for s, covered in rows]
+
+
+def long_run_densities_rows(
+    t_s: FloatArray, x: FloatArray, seg: IntArray, *, blocks_s: tuple[float, ...], min_blocks: float = 5.0
+) -> list[tuple[FloatArray, float]]:
+    """:func:`long_run_densities` of each row of ``x`` (k, n) on the times ``t_s`` (n,):
+    per block length, ``(S (k,), blocks)`` (which blocks count depends on the times only)."""
     unit = min(blocks_s) / 8.0
     steps = [round(b / unit) for b in blocks_s]
     if any(abs(b / unit - k) > 1e-6 or k % 2 for b, k in zip(blocks_s, steps, strict=True)):
         raise ValueError(f"block lengths {blocks_s} must be multiples of a quarter of the shortest")
-    n = x.size
+    k_rows, n = x.shape
     if n < 12:
-        return [(math.nan, 0.0) for _ in blocks_s]
+        return [(np.full(k_rows, math.nan), 0.0) for _ in blocks_s]
     starts, stops = segment_bounds(seg)
-    cx = np.concatenate((np.zeros(1), np.cumsum(x)))
+    cx = np.zeros((k_rows, n + 1))
+    np.cumsum(x, axis=1, out=cx[:, 1:])
     d_parts: list[list[FloatArray]] = [[] for _ in blocks_s]
     covered = [0.0 for _ in blocks_s]
     for a, b in zip(starts, stops, strict=True):
@@ -128,7 +138,7 @@ def long_run_densities(
             continue  # shorter than the shortest triple
         # searchsorted within the segment only: a triple never reaches across a gap
         idx = a + np.searchsorted(t_s[a:b], t_s[a] + unit * np.arange(k_max + 1), side="left")
-        csum = cx[idx]
+        csum = cx[:, idx]
         for m, k in enumerate(steps):
             h = 3 * k // 2  # 1.5 blocks in grid units
             if k_max < 2 * h:
@@ -141,17 +151,49 @@ def long_run_densities(
             covered[m] += np.count_nonzero(ok) / 4.0
             if not ok.any():
                 continue
-            sums = np.stack([csum[e[i + 1]] - csum[e[i]] for i in range(3)])[:, ok]
-            means = sums / cnt[:, ok]
+            e_ok = [ei[ok] for ei in e]
+            means = [(csum[:, e_ok[i + 1]] - csum[:, e_ok[i]]) / cnt[i, ok] for i in range(3)]
             d_parts[m].append(means[0] - 2.0 * means[1] + means[2])
-    out: list[tuple[float, float]] = []
+    out: list[tuple[FloatArray, float]] = []
     for m, block_s in enumerate(blocks_s):
         if covered[m] < min_blocks or not d_parts[m]:
-            out.append((math.nan, covered[m]))
+            out.append((np.full(k_rows, math.nan), covered[m]))
             continue
-        d = np.concatenate(d_parts[m])
-        dev = np.abs(d - np.median(d))
-        scale = _MAD_TO_SIGMA * float(np.median(dev))
-        kept = d[dev <= 4.0 * scale] if scale > 0 else d
-        out.append((float(np.dot(kept, kept)) / kept.size / 6.0 * block_s / 86_400.0, covered[m]))
+        # C order: each row's sums must run over contiguous memory, as for one series
+        d = np.ascontiguousarray(np.concatenate(d_parts[m], axis=1))
+        dev = np.abs(d - _median_rows(d)[:, None])
+        scale = _MAD_TO_SIGMA * _median_rows(dev)
+        # Beyond 4 robust σ (a burst) a second difference is dropped; the sums are each
+        # row's own dot product, as for one series.
+        kept = dev <= 4.0 * scale[:, None]
+        whole = ~(scale > 0) | kept.all(axis=1)
+        dots = np.vecdot(d, d)
+        sizes = np.full(k_rows, float(d.shape[1]))
+        for i in np.flatnonzero(~whole):
+            di = d[i][kept[i]]
+            dots[i] = np.dot(di, di)
+            sizes[i] = di.size
+        out.append((dots / sizes / 6.0 * block_s / 86_400.0, covered[m]))
     return out
+
+
+def _median_rows(a: FloatArray) -> FloatArray:
+    """(k,): ``np.median(a, axis=1)`` (a: (k, m), m ≥ 1, left unchanged), by one partition when all is finite."""
+    if not np.isfinite(a.sum(axis=1)).all():
+        out: FloatArray = np.median(a, axis=1)
+        return out
+    return row_median(a.copy())
+
+
+def row_median(a: FloatArray) -> FloatArray:
+    """(k,): ``np.median(a, axis=1)`` of finite ``a`` (k, m), m ≥ 1, with one partition
+    (``a`` is reordered in place): the same two middle values and the same mean of them."""
+    m = a.shape[1]
+    h = m // 2
+    a.partition(h, axis=1)
+    hi = a[:, h]
+    if m % 2:
+        out: FloatArray = hi.copy()
+        return out
+    mid: FloatArray = (a[:, :h].max(axis=1) + hi) / 2.0
+    return mid

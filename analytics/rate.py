@@ -37,8 +37,9 @@ import numpy as np
 from scipy.special import ndtri
 
 from analytics._arrays import DAY_S, FloatArray, IntArray
-from analytics.noise import long_run_densities
-from analytics.smoothing import local_linear, trailing_line
+from analytics._stacked import trailing_lines
+from analytics.noise import long_run_densities_rows
+from analytics.smoothing import local_linear
 
 #: Trailing windows the rate is judged over, s.
 RATE_WINDOWS_S: tuple[float, ...] = (DAY_S, 3 * DAY_S, 7 * DAY_S)
@@ -107,36 +108,85 @@ def rate_bound(
     t_s, x, seg: (n,) increasing times (s), finite displacement (mm, spikes already
     dropped), segment ids. sigma: the white noise σ of a reading (mm).
     """
-    (density, covered), (half, _) = long_run_densities(
+    return rate_bounds(
+        t_s,
+        x[None, :],
+        seg,
+        sigma=np.array([sigma], dtype=np.float64),
+        windows_s=windows_s,
+        noise_block_s=noise_block_s,
+        confidence=confidence,
+    )[0]
+
+
+def rate_bounds(
+    t_s: FloatArray,
+    x: FloatArray,
+    seg: IntArray,
+    *,
+    sigma: FloatArray,
+    windows_s: tuple[float, ...] = RATE_WINDOWS_S,
+    noise_block_s: float = DAY_S,
+    confidence: float = RATE_CONFIDENCE,
+) -> list[RateBound]:
+    """:func:`rate_bound` of each row of ``x`` (k, n) on the times ``t_s`` (n,); sigma: (k,).
+    The noise densities and the trailing lines of all rows are computed together."""
+    (densities, covered), (halves, _) = long_run_densities_rows(
         t_s, x, seg, blocks_s=(noise_block_s, noise_block_s / 2), min_blocks=NOISE_MIN_BLOCKS
     )
-    block = math.nan
-    dof = 0.0
-    if math.isfinite(density):
-        block = noise_block_s
-        if math.isfinite(half):
-            # Noise correlated over a fraction τ of a block lowers the estimate by about
-            # τ/B; two block lengths let that first-order term cancel (Richardson).
-            density = max(density, 2.0 * density - half)
-        # The extrapolation scatters more than one estimate: about 2/3 of the blocks count.
-        dof = (covered - 2.0) * 2.0 / 3.0
     nan = math.nan
     dt_days = float(np.median(np.diff(t_s))) / DAY_S if t_s.size > 1 else nan
-    assumed = not math.isfinite(density)
-    if assumed:
-        density = _pessimistic_density(t_s, x, seg)
-    sigma_eq = max(sigma, math.sqrt(density / dt_days)) if math.isfinite(density) and dt_days > 0 else nan
-    v: list[float] = []
-    se: list[float] = []
-    for w in windows_s:
-        line = trailing_line(t_s, x, seg, window_s=w, sigma=sigma_eq if math.isfinite(sigma_eq) else sigma)
-        v.append(line.velocity_per_day)
-        se.append(line.velocity_se_per_day)
+    # The extrapolation scatters more than one estimate: about 2/3 of the blocks count.
+    dof_measured = (covered - 2.0) * 2.0 / 3.0
+    k_measured = student_k(confidence, max(dof_measured, 1.0))
+    rows = []
+    for i in range(x.shape[0]):
+        density = float(densities[i])
+        half = float(halves[i])
+        block = nan
+        dof = 0.0
+        if math.isfinite(density):
+            block = noise_block_s
+            if math.isfinite(half):
+                # Noise correlated over a fraction τ of a block lowers the estimate by about
+                # τ/B; two block lengths let that first-order term cancel (Richardson).
+                density = max(density, 2.0 * density - half)
+            dof = dof_measured
+        assumed = not math.isfinite(density)
+        if assumed:
+            density = _pessimistic_density(t_s, x[i], seg)
+        s = float(sigma[i])
+        sigma_eq = max(s, math.sqrt(density / dt_days)) if math.isfinite(density) and dt_days > 0 else nan
+        rows.append((density, block, dof, assumed, sigma_eq, sigma_eq if math.isfinite(sigma_eq) else s))
+    used = np.array([r[5] for r in rows], dtype=np.float64)
+    lines = [trailing_lines(t_s, x, seg, window_s=w, sigma=used) for w in windows_s]
+    out = []
+    for i, (density, block, dof, assumed, sigma_eq, _) in enumerate(rows):
+        v = tuple(line[i].velocity_per_day for line in lines)
+        se = tuple(line[i].velocity_se_per_day for line in lines)
+        out.append(_judged(windows_s, v, se, density, block, dof, assumed, sigma_eq, confidence, k_measured))
+    return out
+
+
+def _judged(
+    windows_s: tuple[float, ...],
+    v: tuple[float, ...],
+    se: tuple[float, ...],
+    density: float,
+    block: float,
+    dof: float,
+    assumed: bool,
+    sigma_eq: float,
+    confidence: float,
+    k_measured: float,
+) -> RateBound:
+    """The judged lower bound of one series from its trailing rates and noise."""
+    nan = math.nan
     if not math.isfinite(sigma_eq):
         return RateBound(
             windows_s,
-            tuple(v),
-            tuple(se),
+            v,
+            se,
             nan,
             nan,
             dof,
@@ -147,7 +197,7 @@ def rate_bound(
             "读数过少，无法估计速率的噪声",
         )
     # Student's t: S is itself estimated, from few blocks in a young series.
-    k = float(ndtri(confidence)) if assumed else student_k(confidence, max(dof, 1.0))
+    k = float(ndtri(confidence)) if assumed else k_measured
     best = nan
     best_w: float | None = None
     for w, vi, si in zip(windows_s, v, se, strict=True):
@@ -161,8 +211,8 @@ def rate_bound(
         reason, reason_zh = "no window with 3 readings in the newest segment", "最新数据段不足 3 个读数"
     return RateBound(
         windows_s,
-        tuple(v),
-        tuple(se),
+        v,
+        se,
         density,
         block,
         dof,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics._arrays import DAY_S, BoolArray, FloatArray, IntArray
+from analytics._arrays import DAY_S, FloatArray, IntArray
 from analytics.segments import segment_bounds
 
 
@@ -112,36 +112,21 @@ def block_fits(
     ``min_span_fraction`` of ``block_s`` gives no velocity worth having and is dropped.
     end_s: where the newest block ends (default: the newest reading).
     """
-    n = x.size
-    if n == 0:
+    if x.size == 0:
         return _empty_blocks()
-    t_end = t_s[-1]
-    # ``end_s`` shifts the block boundaries (readings after it form a short block that
-    # the span rule drops); the trend test uses two phases to halve its partition noise.
-    bin_no = np.floor(((t_end if end_s is None else end_s) - t_s) / block_s).astype(np.int64)
-    change = np.empty(n, dtype=np.bool_)
-    change[0] = True
-    change[1:] = (bin_no[1:] != bin_no[:-1]) | (seg[1:] != seg[:-1])
-    first = np.flatnonzero(change)
-    td = (t_s - t_end) / DAY_S
-    cnt = np.diff(np.append(first, n))
-    st = np.add.reduceat(td, first)
-    stt = np.add.reduceat(td * td, first)
-    sx = np.add.reduceat(x, first)
-    stx = np.add.reduceat(td * x, first)
-    last = np.append(first[1:], n) - 1
-    keep: BoolArray = (cnt >= min_count) & (t_s[last] - t_s[first] >= min_span_fraction * block_s)
-    mean_t = st / cnt
-    value, slope, se = _line_from_sums(cnt.astype(np.float64), st, stt, sx, stx, mean_t, sigma)
-    return Blocks(
-        t_mid_s=(t_end + mean_t * DAY_S)[keep],
-        t_first_s=t_s[first][keep],
-        t_last_s=t_s[last][keep],
-        n=cnt[keep],
-        value=value[keep],
-        velocity_per_day=slope[keep],
-        velocity_se_per_day=se[keep],
-    )
+    # One implementation: the stacked one (analytics._stacked), on a single row.
+    from analytics._stacked import block_fits_rows
+
+    return block_fits_rows(
+        t_s,
+        x[None, :],
+        seg,
+        block_s=block_s,
+        sigma=np.array([sigma], dtype=np.float64),
+        min_count=min_count,
+        min_span_fraction=min_span_fraction,
+        end_s=end_s,
+    ).row(0)
 
 
 def _line_from_sums(

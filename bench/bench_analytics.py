@@ -26,13 +26,29 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from analytics import SensorSpec, SensorWindow, evaluate_many, evaluate_sensor  # noqa: E402
+from analytics import SensorSpec, SensorWindow, evaluate_many, evaluate_sensor, health  # noqa: E402
+from analytics._arrays import FloatArray  # noqa: E402
+from analytics._stacked import (  # noqa: E402
+    block_fits_rows,
+    hampel_rows,
+    interpolation_residuals_rows,
+    white_noise_sigma_rows,
+)
 from analytics.acceleration import assess_acceleration  # noqa: E402
 from analytics.despike import hampel  # noqa: E402
+from analytics.evaluate import _components  # noqa: E402
 from analytics.inverse_velocity import fit_inverse_velocity  # noqa: E402
-from analytics.kendall import kendall_s, mann_kendall  # noqa: E402
+from analytics.kendall import (  # noqa: E402
+    kendall_s,
+    mann_kendall,
+    mann_kendall_stats,
+    prewhitened,
+    prewhitened_rows,
+    theil_sen,
+    theil_sen_rows,
+)
 from analytics.noise import interpolation_residuals, long_run_density, white_noise_sigma  # noqa: E402
-from analytics.rate import rate_bound  # noqa: E402
+from analytics.rate import rate_bound, rate_bounds  # noqa: E402
 from analytics.segments import segment_ids  # noqa: E402
 from analytics.smoothing import bin_means, block_fits, trailing_line, trailing_quadratic  # noqa: E402
 from analytics.voight import fit_voight  # noqa: E402
@@ -113,6 +129,90 @@ def fleet(start_s: float = 1_767_225_600.0) -> tuple[list[tuple[SensorSpec, Sens
             spec = SensorSpec(seed, f"S{seed}", kind, (ch,), HOUR)
             out.append((spec, SensorWindow(pp.t_s, {ch: both[ch]}, float(pp.t_s[-1]) + 60)))
     return out, n_gnss
+
+
+def stacked_stages(
+    sensors: list[tuple[SensorSpec, SensorWindow]], n_gnss: int
+) -> list[tuple[str, int, Callable[[], object], Callable[[], object]]]:
+    """``(name, rows, one row at a time, stacked)`` for the array stages ``evaluate_many`` runs
+    on all rows of one schedule at once: the fleet's GNSS components (rows) and sensors."""
+    t = sensors[0][1].t_s
+    rows: list[FloatArray] = []
+    for spec, w in sensors[:n_gnss]:
+        rows.extend(c.disp_mm for c in _components(spec, t, w.values))
+    x = np.stack(rows)
+    k = x.shape[0]
+    seg = segment_ids(t, max_gap_s=4 * HOUR)
+    resid = interpolation_residuals_rows(t, x, seg)
+    sigma = white_noise_sigma_rows(resid)
+    blocks = block_fits_rows(t, x, seg, block_s=12 * HOUR, sigma=sigma)
+    recent = blocks.t_mid_s >= t[-1] - 7 * DAY
+    v = np.ascontiguousarray(blocks.velocity_per_day[:, recent])
+    t_d = (blocks.t_mid_s[recent] - t[-1]) / DAY
+    rates = np.arange(0, k, 3)  # the rows with rate thresholds
+    values = [dict(w.values) for _, w in sensors]
+    now = [w.now_s for _, w in sensors]
+    rain = [spec.kind is SensorKind.RAIN for spec, _ in sensors]
+
+    def noise_one() -> None:
+        for i in range(k):
+            r = interpolation_residuals(t, x[i], seg)
+            hampel(t, x[i], seg, r, sigma=white_noise_sigma(r))
+
+    def noise_stacked() -> None:
+        r = interpolation_residuals_rows(t, x, seg)
+        hampel_rows(t, x, seg, r, sigma=white_noise_sigma_rows(r))
+
+    def blocks_one() -> None:
+        for i in range(k):
+            for b in (12 * HOUR, DAY):
+                block_fits(t, x[i], seg, block_s=b, sigma=float(sigma[i]))
+            block_fits(t, x[i], seg, block_s=12 * HOUR, sigma=float(sigma[i]), end_s=float(t[-1]) - 6 * HOUR)
+
+    def blocks_stacked() -> None:
+        for b in (12 * HOUR, DAY):
+            block_fits_rows(t, x, seg, block_s=b, sigma=sigma)
+        block_fits_rows(t, x, seg, block_s=12 * HOUR, sigma=sigma, end_s=float(t[-1]) - 6 * HOUR)
+
+    def trend_one() -> None:
+        for row in v:
+            beta = theil_sen(t_d, row)
+            mann_kendall(prewhitened(t_d, row, beta=beta)[0])
+
+    def trend_stacked() -> None:
+        beta = theil_sen_rows(t_d, v)
+        y, _, whitened = prewhitened_rows(t_d, v, beta)
+        mann_kendall_stats(v[~whitened])
+        mann_kendall_stats(y[whitened])
+
+    def health_one() -> None:
+        for vals, now_s, r in zip(values, now, rain, strict=True):
+            health.silent(t, vals, interval_s=HOUR, now_s=now_s)
+            health.stuck(t, vals, zero_is_normal=r)
+            health.spikes(t, vals, interval_s=HOUR, rain=r)
+
+    return [
+        ("noise + Hampel despiking", k, noise_one, noise_stacked),
+        ("12 h, 24 h, shifted 12 h block fits", k, blocks_one, blocks_stacked),
+        (
+            "velocity trend (Theil-Sen, prewhiten, MK)",
+            k,
+            trend_one,
+            trend_stacked,
+        ),
+        (
+            "rate bound (1/3/7 d, correlated noise)",
+            rates.size,
+            lambda: [rate_bound(t, x[i], seg, sigma=float(sigma[i])) for i in rates],
+            lambda: rate_bounds(t, x[rates], seg, sigma=sigma[rates]),
+        ),
+        (
+            "health rules (silent, stuck, spikes)",
+            len(sensors),
+            health_one,
+            lambda: health.rules_many(t, values, interval_s=HOUR, now_s=now, rain=rain),
+        ),
+    ]
 
 
 def _one_at_a_time(group: list[tuple[SensorSpec, SensorWindow]]) -> Callable[[], object]:
@@ -229,6 +329,13 @@ def main(argv: list[str] | None = None) -> int:
         many = rate(_batched(group), min_time_s=min_time, repeats=3)
         n = len(group)
         print(f"{name:40s} {one * n:14,.0f} {many * n:14,.0f} {many / one:6.2f}x")
+
+    print(f"\nstacked stages over the fleet's rows on one schedule ({n_gnss} GNSS windows, {len(sensors)} sensors)")
+    print(f"{'stage':40s} {'rows':>5s} {'one row':>9s} {'stacked':>9s} {'ratio':>7s}  (µs per row)")
+    for name, n_rows, one_fn, stacked_fn in stacked_stages(sensors, n_gnss):
+        one = rate(one_fn, min_time_s=min_time, repeats=3)
+        many = rate(stacked_fn, min_time_s=min_time, repeats=3)
+        print(f"{name:40s} {n_rows:5d} {1e6 / one / n_rows:9.1f} {1e6 / many / n_rows:9.1f} {many / one:6.1f}x")
 
     print("\nKendall baselines (same run)")
     pairs = [
