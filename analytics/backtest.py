@@ -52,7 +52,6 @@ T0: Final = 1_767_225_600.0  # 2026-01-01 UTC
 WINDOW_S: Final = 30 * DAY_S
 DWELL_S: Final = 6 * HOUR_S
 YEAR_S: Final = 365.25 * DAY_S
-RULES: Final = ("displacement.acceleration.horizontal", "displacement.acceleration.vertical")
 ACCELERATION_PREFIX: Final = "displacement.acceleration."
 #: Rate thresholds judged beside acceleration: the demo's tailings-dam values, the strictest
 #: it uses (blue 1 and 2 mm/day). On a stable series any alarm from them is a false alarm;
@@ -430,10 +429,10 @@ def score_recorded(
             raise BacktestInputError(str(exc)) from exc
         for i, st in enumerate(streams):
             seen.add((st.mine, st.sensor))
-            kind = next((k for chans, k in _RECORDED_KINDS if chans <= set(st.values)), None)
-            if kind is None or len(st) < 3:
+            match = next(((chans, k) for chans, k in _RECORDED_KINDS if chans <= set(st.values)), None)
+            if match is None:
                 continue
-            chans = next(chans for chans, k in _RECORDED_KINDS if k is kind)
+            chans, kind = match
             values = {ch: np.asarray(v, dtype=np.float64) for ch, v in st.values.items() if ch in chans}
             keep = np.any(np.stack([np.isfinite(v) for v in values.values()]), axis=0)
             t_s = np.asarray(st.t_s, dtype=np.float64)[keep]
@@ -482,10 +481,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{fam.name:28s} {fam.note}")
         return 0
     step_s = float(args.step_h) * HOUR_S
-    csvs: list[Path] = list(getattr(args, "csv", []) or [])
+    csvs: list[Path] = list(args.csv)
     recorded: list[RecordedScore] = []
     started = time.perf_counter()
-    if csvs or getattr(args, "failure", None):
+    if csvs or args.failure:
         if not csvs:
             print("--failure needs --csv FILE", file=sys.stderr)
             return 2

@@ -27,7 +27,7 @@ from analytics.clock import clock_ahead
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 from core.model import Level
 from core.settings import Settings
-from core.wire import TOPIC_ROOT, WIRE_VERSION
+from core.wire import readings_topic
 from db import alerts as store
 from db.pool import Conn
 from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
@@ -205,7 +205,6 @@ class AnalysisWorker:
     async def _sweep_clocks(self, now_s: float) -> int:
         """health.clock: sensors whose readings ingest refused as stamped in the future
         within the last hour (dead letters), and sensors whose clock alert is still open."""
-        prefix = f"{TOPIC_ROOT}/{WIRE_VERSION}/"
         async with self._pool.acquire() as conn:
             refused = await conn.fetch(
                 """SELECT topic, sum(readings_rejected)::bigint AS n, max(received_at) AS last,
@@ -219,15 +218,13 @@ class AnalysisWorker:
             still_open = await conn.fetch(
                 "SELECT sensor_id FROM alert WHERE rule = $1 AND state <> 'closed' AND active", CLOCK_RULE
             )
-        by_code = {(r.mine_code, r.code): r for r in self._sensors.values()}
-        found: dict[int, tuple[int, float, str]] = {}
-        for r in refused:
-            parts = str(r["topic"]).removeprefix(prefix).split("/")
-            row = by_code.get((parts[0], parts[1])) if len(parts) == 3 and parts[2] == "readings" else None
-            if row is not None:
-                n, last, detail = found.get(row.id, (0, 0.0, ""))
-                newest = r["last"].timestamp()
-                found[row.id] = (n + int(r["n"]), max(last, newest), str(r["detail"]) if newest >= last else detail)
+        # A sensor has exactly one readings topic: the dead letters' topics name their sensors.
+        by_topic = {readings_topic(r.mine_code, r.code): r.id for r in self._sensors.values()}
+        found = {
+            by_topic[r["topic"]]: (int(r["n"]), r["last"].timestamp(), str(r["detail"]))
+            for r in refused
+            if r["topic"] in by_topic
+        }
         changes = 0
         for sensor_id in sorted(set(found) | {int(r["sensor_id"]) for r in still_open}):
             row = self._sensors.get(sensor_id)
