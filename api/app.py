@@ -9,12 +9,16 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
+from cachetools import TTLCache
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CollectorRegistry, Counter
 
-from api.auth import FailedAuthLimiter
+from api.auth import SESSION_COOKIE, FailedAuthLimiter, is_admin
+from api.caps import Caps
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.limits import BodySizeLimit
+from api.origin import SameOriginWrites, parse_origins
 from api.routes import alerts, gaps, handling, integrity, ops, overview, pages, readings, registry, session
 from api.routes.overview import SummaryCache
 from core.settings import Settings
@@ -63,13 +67,19 @@ def create_app(
                 stack.callback(refresher.cancel)
             yield
 
-    app = FastAPI(
+    # The OpenAPI pages load Swagger UI and ReDoc from files shipped in a package, never a
+    # CDN: a monitoring room is often offline, and a CDN could serve anything.
+    docs_url, redoc_url = ("/docs", "/redoc") if settings.api_docs else (None, None)
+    app = FastAPIOffline(
+        docs_url=docs_url,
+        redoc_url=redoc_url,
         title="Slopewatch",
         version="0.1.0",
         summary="Slope and tailings-dam monitoring: registry, readings, alerts",
         description=(
             "Four-level networking (mine → county → city → province). Every request carries a token "
-            "(`Authorization: Bearer <token>`, made with `slopewatch token create`) bound to one node of the "
+            "(`Authorization: Bearer <token>`, made with `slopewatch token create`; the web pages use a "
+            "session cookie from `POST /api/v1/session`) bound to one node of the "
             "region tree and a role; it sees that node's subtree only, and anything outside answers 404. "
             "Listings take a GB/T 2260 `region` code to narrow further. Times are ISO 8601 with offsets; "
             "stored in UTC."
@@ -80,9 +90,41 @@ def create_app(
     if pool is not None:
         app.state.pool = pool
     app.state.metrics = metrics if metrics is not None else CollectorRegistry()
-    install_error_handlers(app)
+    install_error_handlers(app, is_admin=lambda request: is_admin(request, None))
+    refused = Counter(
+        "slopewatch_api_refused",
+        "API requests refused before any work, by reason",
+        ["reason"],
+        registry=app.state.metrics,
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
-    app.state.auth_limiter = FailedAuthLimiter()
+    app.add_middleware(
+        SameOriginWrites,
+        cookie=SESSION_COOKIE,
+        login_path=f"{API_PREFIX}/session",
+        allowed=parse_origins(settings.api_origins),
+        on_refusal=lambda reason: refused.labels(reason).inc(),
+    )
+    app.state.auth_limiter = FailedAuthLimiter(
+        max_failures=settings.api_auth_failures,
+        window_s=settings.api_auth_window_s,
+        max_clients=settings.api_auth_max_clients,
+    )
+    app.state.recent_admins = TTLCache[bytes, bool](maxsize=1000, ttl=300)
+    app.state.expensive_caps = Caps(
+        "expensive reads (integrity checks, readings, summary recounts)",
+        per_token=settings.api_expensive_per_token,
+        total=settings.api_expensive_total,
+        retry_after_s=2,
+        on_refusal=lambda which: refused.labels(f"expensive_{which}").inc(),
+    )
+    app.state.stream_caps = Caps(
+        "open event streams",
+        per_token=settings.api_streams_per_token,
+        total=settings.api_streams_total,
+        retry_after_s=10,
+        on_refusal=lambda which: refused.labels(f"streams_{which}").inc(),
+    )
     app.state.summary_cache = SummaryCache()
     for module in (session, registry, readings, alerts, handling, overview, integrity, gaps):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -13,6 +16,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db.pool import DatabaseUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -85,7 +90,10 @@ def _body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": code, "message": message, **extra}
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, is_admin: Callable[[Request], Awaitable[bool]] | None = None) -> None:
+    """Map every error to the JSON shape. ``is_admin`` says whether a caller may see internals
+    (database host, driver errors) in a 503; without it nobody does."""
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers: dict[str, str] = {}
@@ -121,4 +129,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        return JSONResponse(_body("database_unavailable", str(exc)), status_code=503)
+        # The exception names the database host and port and the driver's error: the log
+        # gets them, an admin gets them, anyone else an incident number to quote.
+        incident = secrets.token_hex(4)
+        logger.warning("database unavailable incident=%s path=%s: %s", incident, request.url.path, exc)
+        message = f"the database is not reachable; try again shortly (incident {incident} in the server's log)"
+        if is_admin is not None and await is_admin(request):
+            message += f": {exc}"
+        return JSONResponse(_body("database_unavailable", message), status_code=503)

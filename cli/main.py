@@ -229,7 +229,7 @@ async def _run_services(
 async def _ingest(settings: Settings) -> int:
     registry = CollectorRegistry()
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=registry)
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
     with runtime.database(settings) as dsn:
         async with runtime.broker(settings) as mqtt, open_pool(dsn, settings) as pool:
             service = IngestService(settings, pool, mqtt, IngestMetrics(registry))
@@ -239,7 +239,7 @@ async def _ingest(settings: Settings) -> int:
 async def _analyze(settings: Settings) -> int:
     registry = CollectorRegistry()
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=registry)
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
     with runtime.database(settings) as dsn:
         async with open_pool(dsn, settings) as pool:
             worker = AnalysisWorker(settings, pool, AnalysisMetrics(registry))

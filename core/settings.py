@@ -68,9 +68,31 @@ class Settings:
     api_tls_key: str | None = None
     #: A request body larger than this is refused with 413 before it is read (docs/security.md).
     api_max_body_bytes: int = 1024 * 1024
+    #: Web-page sessions (docs/access.md): a session ends this long after login whatever
+    #: happens, or after this long without a request, and with its token.
+    api_session_max_s: float = 12 * 3600.0
+    api_session_idle_s: float = 3600.0
+    #: Origins besides the API's own that may send cookie-authenticated writes (comma-separated,
+    #: e.g. https://monitor.example.cn when a proxy serves the pages under another name).
+    api_origins: str = ""
+    #: Concurrent expensive reads (integrity checks, readings, summary recounts) per token and
+    #: in all; open event streams per token and in all. Past them: 429 with Retry-After.
+    api_expensive_per_token: int = 3
+    api_expensive_total: int = 5
+    api_streams_per_token: int = 8
+    api_streams_total: int = 500
+    #: Failed authentications per client address (IPv6: per /64) in a window; past it a wrong
+    #: token gets 429, a right one still gets in. At most this many addresses are remembered.
+    api_auth_failures: int = 20
+    api_auth_window_s: float = 300.0
+    api_auth_max_clients: int = 10_000
+    #: Serve the OpenAPI pages (/docs, /redoc) from the package; off: only /openapi.json.
+    api_docs: bool = True
 
     #: Port of the Prometheus /metrics endpoint of a standalone ingest or analysis worker (0: none).
     metrics_port: int = 9108
+    #: Address it binds; loopback unless a scraper on another host needs it.
+    metrics_host: str = "127.0.0.1"
 
     # Ingest
     mqtt_client_id: str = field(default_factory=lambda: f"slopewatch-ingest-{socket.gethostname()}")
@@ -100,6 +122,8 @@ class Settings:
     # API
     #: How often each server-sent-events stream polls the change feed.
     stream_poll_s: float = 1.0
+    #: How often an open stream checks that its token (and session) is still valid.
+    stream_recheck_s: float = 5.0
     #: How often the API recounts online sensors per mine for the summary (0: never; tests).
     summary_refresh_s: float = 10.0
 
@@ -155,6 +179,11 @@ class Settings:
             raise SettingsError("DATABASE_URL must start with postgresql://")
         if self.timescaledb not in ("auto", "on", "off"):
             raise SettingsError("SLOPEWATCH_TIMESCALEDB must be auto, on or off")
+        for origin in (o.strip() for o in self.api_origins.split(",")):
+            if origin and (urlsplit(origin).scheme not in ("http", "https") or not urlsplit(origin).hostname):
+                raise SettingsError(
+                    f"SLOPEWATCH_API_ORIGINS: {origin!r} is not an origin like https://monitor.example.cn"
+                )
         if bool(self.api_tls_cert) != bool(self.api_tls_key):
             raise SettingsError("set both SLOPEWATCH_API_TLS_CERT and SLOPEWATCH_API_TLS_KEY, or neither")
         for name in (
@@ -164,6 +193,16 @@ class Settings:
             "batch_max_messages",
             "max_payload_bytes",
             "db_write_timeout_s",
+            "api_session_max_s",
+            "api_session_idle_s",
+            "api_expensive_per_token",
+            "api_expensive_total",
+            "api_streams_per_token",
+            "api_streams_total",
+            "api_auth_failures",
+            "api_auth_window_s",
+            "api_auth_max_clients",
+            "stream_recheck_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"SLOPEWATCH_{name.upper()} must be positive")

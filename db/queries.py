@@ -8,6 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
+from core.wire import TOPIC_ROOT, WIRE_VERSION
 from db.pool import Conn
 
 REGIONS = """
@@ -240,19 +241,37 @@ async def alert_events(conn: Conn, alert_id: int) -> list[asyncpg.Record]:
 
 
 async def dead_letters(
-    conn: Conn, *, reason: str | None, since: datetime | None, before_id: int | None, limit: int
+    conn: Conn,
+    *,
+    reason: str | None,
+    since: datetime | None,
+    before_id: int | None,
+    limit: int,
+    prefix: str = "",
+    mine_code: str | None = None,
+    include_unknown: bool = True,
 ) -> list[asyncpg.Record]:
+    """Rejected messages, newest first, of the mines in a subtree: a dead letter belongs to the
+    mine named by its topic (``slopewatch/v1/<mine>/…``) if that mine is registered. Those of
+    no registered mine (a bad topic, an unknown code) are listed only with ``include_unknown``."""
     return await conn.fetch(
-        """SELECT id, received_at, topic, payload, payload_bytes, truncated, reason, detail,
-                  readings_rejected, readings_accepted
-           FROM dead_letter
-           WHERE ($1::text IS NULL OR reason = $1) AND ($2::timestamptz IS NULL OR received_at >= $2)
-             AND ($3::bigint IS NULL OR id < $3)
-           ORDER BY id DESC LIMIT $4""",
+        """SELECT d.id, d.received_at, d.topic, d.payload, d.payload_bytes, d.truncated, d.reason, d.detail,
+                  d.readings_rejected, d.readings_accepted
+           FROM dead_letter d
+           LEFT JOIN mine m ON left(d.topic, length($8)) = $8 AND m.code = split_part(d.topic, '/', 3)
+           WHERE ($1::text IS NULL OR d.reason = $1) AND ($2::timestamptz IS NULL OR d.received_at >= $2)
+             AND ($3::bigint IS NULL OR d.id < $3)
+             AND CASE WHEN m.id IS NULL THEN $5
+                      ELSE m.region_code LIKE $6 || '%' AND ($7::text IS NULL OR m.code = $7) END
+           ORDER BY d.id DESC LIMIT $4""",
         reason,
         since,
         before_id,
         limit,
+        include_unknown,
+        prefix,
+        mine_code,
+        f"{TOPIC_ROOT}/{WIRE_VERSION}/",
     )
 
 

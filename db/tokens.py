@@ -35,7 +35,19 @@ def new_token() -> str:
     return TOKEN_MARK + secrets.token_urlsafe(32)
 
 
-_COLUMNS = "id, name, role, scope_kind, scope_code, token_prefix, created_at, expires_at, revoked_at, last_used_at"
+TOKEN_COLUMNS = (
+    "id",
+    "name",
+    "role",
+    "scope_kind",
+    "scope_code",
+    "token_prefix",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "last_used_at",
+)
+_COLUMNS = ", ".join(TOKEN_COLUMNS)
 
 
 async def create(
@@ -80,6 +92,16 @@ async def by_secret(conn: Conn, secret: str) -> TokenRow | None:
     return token
 
 
+async def is_live(conn: Conn, token_id: int) -> bool:
+    """Whether the token is still live (not revoked, not expired); for long-lived requests."""
+    live: bool = await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM api_token WHERE id = $1 AND revoked_at IS NULL
+                                                  AND (expires_at IS NULL OR expires_at > now()))""",
+        token_id,
+    )
+    return live
+
+
 async def listing(conn: Conn, *, include_revoked: bool) -> list[TokenRow]:
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM api_token WHERE $1 OR revoked_at IS NULL ORDER BY id", include_revoked
@@ -88,8 +110,12 @@ async def listing(conn: Conn, *, include_revoked: bool) -> list[TokenRow]:
 
 
 async def revoke(conn: Conn, token_id: int) -> bool:
-    """True if a live token was revoked."""
-    status = await conn.execute(
-        "UPDATE api_token SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", token_id
-    )
+    """True if a live token was revoked. Its web sessions end with it (recorded on them too)."""
+    async with conn.transaction():
+        status = await conn.execute(
+            "UPDATE api_token SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", token_id
+        )
+        await conn.execute(
+            "UPDATE api_session SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL", token_id
+        )
     return status.endswith(" 1")

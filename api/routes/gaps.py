@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from api.caps import ExpensiveRead
 from api.deps import ConnDep
 from api.routes.integrity import MAX_SENSOR_WINDOW, End, SensorDep, Start, window
 from db.gaps import GAP_FACTOR, sensor_gaps
@@ -42,6 +43,7 @@ class Gaps(BaseModel):
 async def list_gaps(
     conn: ConnDep,
     row: SensorDep,
+    _slot: ExpensiveRead,
     start: Start = None,
     end: End = None,
     factor: Annotated[float, Query(ge=1.5, le=1000, description="k; default 3")] = GAP_FACTOR,

@@ -19,7 +19,7 @@ from api.errors import BadRequest, Conflict, Forbidden, NotFound
 from api.routes.alerts import AlertId, alert_schema, visible_alert
 from api.schemas import Alert, instant
 from api.scope import MineQuery, RegionQuery
-from core.model import Level
+from core.model import Level, region_prefix
 from db import handling, queries
 from db.pool import Conn
 
@@ -78,8 +78,10 @@ async def _step(
     conn: Conn, who: Principal, alert_id: int, action: str, note: str | None, five: handling.FiveFixed | None = None
 ) -> Alert:
     await visible_alert(conn, who, alert_id)
-    needs = Role.SUPERVISOR if action in ("verify", "reject", "close") else Role.OPERATOR
+    needs = Role.SUPERVISOR if action in ACCEPTANCE else Role.OPERATOR
     who.require(needs, f"{action} alerts")
+    if action in ACCEPTANCE:
+        await _require_supervising_level(conn, who, alert_id, action)
     try:
         await handling.apply_step(conn, alert_id, action, _actor(who), note=note, five_fixed=five)
     except handling.HandlingError as exc:
@@ -89,6 +91,30 @@ async def _step(
     row = await queries.alert(conn, alert_id)
     assert row is not None
     return alert_schema(row)
+
+
+#: Acceptance (验收) and closure (销号): under supervision, for the supervising level or above.
+ACCEPTANCE = frozenset({"verify", "reject", "close"})
+
+
+def covers(who: Principal, region_code: str) -> bool:
+    """Whether ``who`` stands at the level of ``region_code`` or above it, over it."""
+    if who.scope_kind == "all":
+        return True
+    if who.scope_kind != "region":
+        return False
+    return region_prefix(region_code).startswith(region_prefix(who.scope_code))
+
+
+async def _require_supervising_level(conn: Conn, who: Principal, alert_id: int, action: str) -> None:
+    """督办 from above: an alert a higher level supervises is accepted and closed by that level
+    (or one above it), not by the level being supervised."""
+    for sup in await handling.supervisions_of(conn, alert_id):
+        if not covers(who, sup["region_code"]):
+            raise Forbidden(
+                f"alert {alert_id} is under supervision (督办) by {sup['region_name']} ({sup['region_code']}): "
+                f"only a supervisor of that region or above may {action} it"
+            )
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=Alert, summary="Acknowledge (operator)")

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AfterValidator, BaseModel, Field
 
 from api.auth import PrincipalDep, Role, narrow, visible_mine
+from api.caps import ExpensiveRead
 from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import CodePath, Cursor
@@ -203,7 +204,9 @@ async def sensor_chain(
     response_model=IntegrityReport,
     summary="Prove a window of one sensor's readings against its chain",
 )
-async def verify_sensor(conn: ConnDep, row: SensorDep, start: Start = None, end: End = None) -> IntegrityReport:
+async def verify_sensor(
+    conn: ConnDep, row: SensorDep, _slot: ExpensiveRead, start: Start = None, end: End = None
+) -> IntegrityReport:
     start_t, end_t = window(start, end, MAX_SENSOR_WINDOW)
     result = await integrity.verify_sensor(conn, row["id"], start_t, end_t)
     return report_schema(row["mine_code"], row["code"], result)
@@ -215,7 +218,7 @@ async def verify_sensor(conn: ConnDep, row: SensorDep, start: Start = None, end:
     summary="Prove a window (at most 31 days) of every sensor of a mine",
 )
 async def verify_mine(
-    conn: ConnDep, who: PrincipalDep, mine: CodePath, start: Start = None, end: End = None
+    conn: ConnDep, who: PrincipalDep, mine: CodePath, _slot: ExpensiveRead, start: Start = None, end: End = None
 ) -> list[IntegrityReport]:
     await visible_mine(conn, who, mine)
     start_t, end_t = window(start, end, MAX_MINE_WINDOW)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 from datetime import datetime
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.auth import PrincipalDep, Role
+from api.auth import PrincipalDep, Role, is_admin
 from api.deps import ConnDep, MetricsDep, PoolDep
 from api.errors import BadRequest
 from api.routes.registry import Cursor
 from api.schemas import DeadLetter, Health, Page, decode_cursor, encode_cursor
 from core.wire import RejectReason
 from db import queries
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 
@@ -26,14 +30,23 @@ async def health() -> Health:
     return Health(status="ok")
 
 
-@router.get("/ready", response_model=Health, summary="Readiness: the database answers and is migrated")
-async def ready(pool: PoolDep) -> Response:
+@router.get(
+    "/ready",
+    response_model=Health,
+    summary="Readiness: the database answers and is migrated (why not: only for an admin's token)",
+)
+async def ready(request: Request, pool: PoolDep) -> Response:
     try:
         async with pool.acquire(timeout=5) as conn:
             version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        body = Health(status="unavailable", detail={"database": f"not reachable: {exc!r}"})
-        return JSONResponse(body.model_dump(), status_code=503)
+        # The error names the database's host and port: the log and an admin get it, not anyone.
+        incident = secrets.token_hex(4)
+        logger.warning("not ready incident=%s: database: %r", incident, exc)
+        detail = {"database": "not reachable", "incident": incident}
+        if await is_admin(request, None):
+            detail["error"] = repr(exc)
+        return JSONResponse(Health(status="unavailable", detail=detail).model_dump(), status_code=503)
     return JSONResponse(Health(status="ok", detail={"schema_version": version}).model_dump())
 
 
@@ -42,7 +55,11 @@ async def metrics(registry: MetricsDep) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/dead-letters", response_model=Page[DeadLetter], summary="Rejected messages, newest first")
+@router.get(
+    "/dead-letters",
+    response_model=Page[DeadLetter],
+    summary="Rejected messages of the subtree's mines, newest first (admin)",
+)
 async def dead_letters(
     conn: ConnDep,
     who: PrincipalDep,
@@ -51,13 +68,21 @@ async def dead_letters(
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[DeadLetter]:
-    # Rejected payloads may name mines of any region, or none: the operators of the service only.
+    # Rejected payloads are raw device output: admins only, each its own subtree's (by the
+    # topic's mine); those naming no registered mine only an admin of everything.
     who.require(Role.ADMIN, "read dead letters")
     before = decode_cursor(cursor, 1)[0] if cursor else None
     if not isinstance(before, int | None):
         raise BadRequest("cursor is not one this API issued; start again without ?cursor=")
     rows = await queries.dead_letters(
-        conn, reason=reason.value if reason else None, since=since, before_id=before, limit=limit
+        conn,
+        reason=reason.value if reason else None,
+        since=since,
+        before_id=before,
+        limit=limit,
+        prefix=who.scope.prefix,
+        mine_code=who.scope.mine_code,
+        include_unknown=who.scope_kind == "all",
     )
     items = [DeadLetter(**{**dict(r), "payload": bytes(r["payload"]).decode("utf-8", errors="replace")}) for r in rows]
     return Page(items=items, next_cursor=encode_cursor(items[-1].id) if len(items) == limit else None)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -14,14 +15,18 @@ import asyncpg
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from analytics.rollup import RollupCounts
-from api.auth import Principal, PrincipalDep, Scope, authenticate, narrow
+from api.auth import Principal, PrincipalDep, Scope, authenticate, narrow, still_valid
+from api.caps import Caps
 from api.deps import ConnDep, SettingsDep, borrow
 from api.errors import BadRequest
 from api.levels import counts_of, site_rollups
 from api.scope import MineQuery, RegionQuery
 from core.model import Level, region_level_of
+from core.settings import Settings
 from db import overview
 from db.overview import FeedCursor
 from db.pool import Conn
@@ -133,20 +138,58 @@ async def alert_event_stream(
         who = await authenticate(request, conn)
         scope = await narrow(conn, who, region=region, mine=mine)
         start = await _start(conn, last_event_id or after or "latest")
-    interval = request.app.state.settings.stream_poll_s
-    return StreamingResponse(
-        _stream(request, pool, who, scope, start, interval),
+    caps: Caps = request.app.state.stream_caps
+    release = caps.acquire(who.token_id)
+    settings: Settings = request.app.state.settings
+    return HeldStream(
+        _stream(request, pool, who, scope, start, settings),
+        release=release,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+class HeldStream(StreamingResponse):
+    """A streaming response that gives its stream slot back however it ends (finished,
+    client gone, server shutting down)."""
+
+    def __init__(self, content: AsyncIterator[str], *, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+async def _ended(pool: asyncpg.Pool, who: Principal, idle_s: float) -> bool:
+    """Whether the stream's token or session has ended. A database that cannot be asked ends
+    nothing: the stream has nothing to send then either, and the next check decides."""
+    try:
+        async with pool.acquire(timeout=10) as conn:
+            return not await still_valid(conn, who, idle_s=idle_s)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+
+
 async def _stream(
-    request: Request, pool: asyncpg.Pool, who: Principal, scope: Scope, cursor: FeedCursor, interval_s: float
+    request: Request, pool: asyncpg.Pool, who: Principal, scope: Scope, cursor: FeedCursor, settings: Settings
 ) -> AsyncIterator[str]:
+    interval_s = settings.stream_poll_s
     yield f"retry: 3000\n: slopewatch alert events for {who.scope_kind} {who.scope_code or '*'}\n\n"
     idle_s = 0.0
+    # A stream authenticates once; it asks again every stream_recheck_s, so a revoked or
+    # expired token, or an ended session, stops receiving within seconds.
+    next_check = time.monotonic() + settings.stream_recheck_s
     while not await request.is_disconnected():
+        if time.monotonic() >= next_check:
+            if await _ended(pool, who, settings.api_session_idle_s):
+                reason = "session ended" if who.session_id is not None else "token revoked or expired"
+                yield f"event: end\ndata: {json.dumps({'reason': reason})}\n\n"
+                return
+            next_check = time.monotonic() + settings.stream_recheck_s
         try:
             async with pool.acquire(timeout=10) as conn:
                 rows = await overview.feed(conn, cursor, prefix=scope.prefix, mine_code=scope.mine_code, limit=500)
@@ -369,7 +412,9 @@ async def summary(
     key = (scope.prefix, scope.mine_code, name)
     hit = cache.get(key, version)
     if hit is None:
-        rows = await overview.summary_rows(conn, prefix=scope.prefix, mine_code=scope.mine_code)
+        caps: Caps = request.app.state.expensive_caps
+        with caps.hold(who.token_id):
+            rows = await overview.summary_rows(conn, prefix=scope.prefix, mine_code=scope.mine_code)
         body = build_summary(rows, scope, name, counts_of(settings))
         # The ETag covers the picture, not when it was taken, so an unchanged picture is a 304.
         payload = body.model_dump(mode="json", exclude={"generated_at": True, "sensors": {"as_of"}})

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.auth import PrincipalDep, visible_mine
+from api.caps import ExpensiveRead
 from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import CodePath, Cursor
@@ -60,6 +61,7 @@ async def readings(
     who: PrincipalDep,
     mine: CodePath,
     sensor: CodePath,
+    _slot: ExpensiveRead,
     start: Annotated[datetime | None, Query(description="ISO 8601 with offset; default end - 1 day")] = None,
     end: Annotated[datetime | None, Query(description="ISO 8601 with offset, exclusive; default now")] = None,
     channel: Annotated[list[str] | None, Query(max_length=64, description="repeat for several channels")] = None,

@@ -1,12 +1,17 @@
-"""Who am I, and a cookie session for the web pages."""
+"""Who am I, and a cookie session for the web pages.
+
+Logging in with a token creates a server-side session (db/sessions.py); the cookie holds
+only the session's random id. Logging out ends the session in the database, so a copied
+cookie is worthless afterwards."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from api.auth import SESSION_COOKIE, Principal, PrincipalDep, check_token
-from api.deps import ConnDep
+from api.auth import SESSION_COOKIE, Principal, PrincipalDep, check_token, client_address
+from api.deps import ConnDep, SettingsDep
+from db import sessions
 
 router = APIRouter(tags=["access"])
 
@@ -40,12 +45,20 @@ async def me(who: PrincipalDep) -> Me:
     return me_of(who)
 
 
-@router.post("/session", response_model=Me, summary="Log in with a token: sets an HttpOnly session cookie")
-async def login(body: Login, request: Request, response: Response, conn: ConnDep) -> Me:
+@router.post(
+    "/session",
+    response_model=Me,
+    summary="Log in with a token: starts a session and sets an HttpOnly cookie holding its id (not the token)",
+)
+async def login(body: Login, request: Request, response: Response, conn: ConnDep, settings: SettingsDep) -> Me:
     who = await check_token(request, conn, body.token.strip())
+    _, session_secret = await sessions.create(
+        conn, who.token_id, max_s=settings.api_session_max_s, client=client_address(request)
+    )
     response.set_cookie(
         SESSION_COOKIE,
-        body.token.strip(),
+        session_secret,
+        max_age=int(settings.api_session_max_s),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -54,8 +67,11 @@ async def login(body: Login, request: Request, response: Response, conn: ConnDep
     return me_of(who)
 
 
-@router.delete("/session", status_code=204, summary="Log out: clears the session cookie")
-async def logout(response: Response) -> Response:
-    response.delete_cookie(SESSION_COOKIE, path="/")
+@router.delete("/session", status_code=204, summary="Log out: ends the session and clears its cookie")
+async def logout(request: Request, response: Response, conn: ConnDep) -> Response:
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret and len(secret) <= 200:
+        await sessions.revoke(conn, secret)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     response.status_code = 204
     return response

@@ -189,7 +189,7 @@ async def test_a_province_token_sees_both_counties(world: World) -> None:
     assert (await world.http.get("/api/v1/alerts", headers=hc, params={"region": "220000"})).status_code == 404
 
 
-async def test_failed_authentication_is_rate_limited(world: World) -> None:
+async def test_failed_authentication_is_rate_limited_but_never_locks_out_a_valid_token(world: World) -> None:
     good = bearer(await issue_token(world.pool))
     limiter = world.app.state.auth_limiter
     for _ in range(limiter.max_failures):
@@ -197,25 +197,10 @@ async def test_failed_authentication_is_rate_limited(world: World) -> None:
     r = await world.http.get("/api/v1/mines", headers=bearer("swt_guess"))
     assert r.status_code == 429
     assert int(r.headers["retry-after"]) >= 1
-    # Even a good token waits from that address: the limit is per client, not per token.
-    assert (await world.http.get("/api/v1/mines", headers=good)).status_code == 429
-
-
-async def test_session_cookie_login_and_logout(world: World) -> None:
-    token = await issue_token(world.pool, role="operator", scope_kind="region", scope_code="220102")
-    assert (await world.http.post("/api/v1/session", json={"token": "swt_wrong"})).status_code == 401
-    r = await world.http.post("/api/v1/session", json={"token": token})
-    assert r.status_code == 200
-    assert r.json()["level"] == "county"
-    assert r.json()["role"] == "operator"
-    cookie = r.headers["set-cookie"]
-    assert "HttpOnly" in cookie
-    assert "SameSite=strict" in cookie
-    me = await world.http.get("/api/v1/me")  # the client keeps the cookie
-    assert me.status_code == 200
-    assert me.json()["scope_code"] == "220102"
-    assert (await world.http.delete("/api/v1/session")).status_code == 204
-    assert (await world.http.get("/api/v1/me")).status_code == 401
+    # The limit is on failures: a right token from the same address still gets in, so one
+    # person mistyping (or an attacker) behind a shared address locks nobody else out.
+    assert (await world.http.get("/api/v1/mines", headers=good)).status_code == 200
+    assert (await world.http.post("/api/v1/session", json={"token": "swt_guess"})).status_code == 429
 
 
 def test_token_cli_create_list_revoke(loaded_dsn: str) -> None:

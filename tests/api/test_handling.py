@@ -174,3 +174,58 @@ async def test_supervision_from_above_visible_to_both_levels(ctx: Ctx) -> None:
     events = (await ctx.http.get(f"/api/v1/alerts/{ctx.alert}/events", headers=ctx.tokens["viewer"])).json()
     assert events[-1]["kind"] == "supervised"
     assert events[-1]["note"] == "handle before the rain"
+
+
+async def test_an_alert_supervised_by_the_province_is_accepted_and_closed_by_the_province(ctx: Ctx) -> None:
+    province = bearer(await issue_token(ctx.pool, role="supervisor", scope_kind="region", scope_code="220000"))
+    city = bearer(await issue_token(ctx.pool, role="supervisor", scope_kind="region", scope_code="220100"))
+    deadline = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    r = await ctx.http.post(
+        f"/api/v1/alerts/{ctx.alert}/supervise", headers=province, json={"deadline": deadline, "note": "province 督办"}
+    )
+    assert r.status_code == 200, r.text
+    # The mine still handles its alert: operators are not affected.
+    assert (await post(ctx, "operator", "handle", FIVE)).status_code == 200
+    assert (await post(ctx, "operator", "resolve", {"note": "unloaded and drained"})).status_code == 200
+    # Levels below the supervising one may neither accept nor refuse acceptance.
+    for who in (ctx.tokens["mine_supervisor"], ctx.tokens["county_supervisor"], city):
+        for action in ("verify", "reject"):
+            r = await ctx.http.post(f"/api/v1/alerts/{ctx.alert}/{action}", headers=who, json={"note": "ok"})
+            assert r.status_code == 403, (who, action, r.text)
+            assert "督办" in r.json()["message"]
+            assert "220000" in r.json()["message"]
+    alert = (await ctx.http.get(f"/api/v1/alerts/{ctx.alert}", headers=ctx.tokens["viewer"])).json()
+    assert alert["stage"] == "resolved"
+    r = await ctx.http.post(f"/api/v1/alerts/{ctx.alert}/verify", headers=province, json={"note": "accepted on site"})
+    assert r.status_code == 200, r.text
+    assert r.json()["stage"] == "verified"
+    await clear_condition(ctx)
+    for who in (ctx.tokens["mine_supervisor"], ctx.tokens["county_supervisor"], city):
+        r = await ctx.http.post(f"/api/v1/alerts/{ctx.alert}/close", headers=who, json={"note": "close"})
+        assert r.status_code == 403, r.text
+    r = await ctx.http.post(f"/api/v1/alerts/{ctx.alert}/close", headers=province, json={"note": "销号"})
+    assert r.status_code == 200, r.text
+    assert r.json()["stage"] == "closed"
+    events = (await ctx.http.get(f"/api/v1/alerts/{ctx.alert}/events", headers=ctx.tokens["viewer"])).json()
+    by_hand = [(e["kind"], "220000" in (e["actor"] or "")) for e in events if e["actor"]]
+    assert by_hand == [
+        ("supervised", True),
+        ("handling", False),
+        ("resolved", False),
+        ("verified", True),
+        ("closed_by_hand", True),
+    ]
+
+
+async def test_a_county_supervision_leaves_acceptance_to_the_county_and_above(ctx: Ctx) -> None:
+    deadline = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    r = await post(ctx, "county_supervisor", "supervise", {"deadline": deadline, "note": "county 督办"})
+    assert r.status_code == 200
+    assert (await post(ctx, "operator", "handle", FIVE)).status_code == 200
+    assert (await post(ctx, "operator", "resolve", {"note": "done"})).status_code == 200
+    assert (await post(ctx, "mine_supervisor", "verify", {"note": "ok"})).status_code == 403
+    # The province stands above the county: it may accept.
+    province = bearer(await issue_token(ctx.pool, role="supervisor", scope_kind="region", scope_code="220000"))
+    r = await ctx.http.post(f"/api/v1/alerts/{ctx.alert}/reject", headers=province, json={"note": "not enough"})
+    assert r.status_code == 200, r.text
+    assert r.json()["stage"] == "handling"

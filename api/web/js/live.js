@@ -1,6 +1,7 @@
 // The live feed: one server-sent-events stream per session (the cookie authenticates it),
 // handed to whichever page is showing; a beep and a flashing banner for orange and red.
 
+import * as api from "./api.js";
 import { fill, h } from "./dom.js";
 import { evacuationText, eventText, fmtTime, LEVEL_ICON, levelText, t } from "./i18n.js";
 
@@ -29,6 +30,18 @@ export function startLive() {
     // EventSource reconnects by itself, resuming from Last-Event-ID
     state.textContent = `○ ${t("live_lost")}`;
     state.className = "live-state lost";
+  });
+  source.addEventListener("end", () => {
+    // The server ended the stream because the session or its token ended. Ask who we are:
+    // a 401 takes the page back to the login; otherwise (a glitch) listen again.
+    source?.close();
+    source = null;
+    api.get("/me").then(
+      () => startLive(),
+      (err) => {
+        if (err.status === 401) window.dispatchEvent(new CustomEvent("slopewatch:unauthorized"));
+      },
+    );
   });
   source.addEventListener("alert_event", (msg) => {
     let event;
