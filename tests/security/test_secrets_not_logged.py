@@ -198,8 +198,18 @@ async def test_the_commands_log_no_secret(loaded_dsn: str, secure_broker: Mosqui
             await wait_for(up, within_s=30, interval=0.1)
             assert (await http.get("/api/v1/mines", headers=bearer(token))).status_code == 200
             assert (await http.get("/api/v1/mines", headers=bearer(WRONG_TOKEN))).status_code == 401
-            assert (await http.post("/api/v1/session", json={"token": token})).status_code == 200
-            assert (await http.post("/api/v1/session", json={"token": WRONG_TOKEN})).status_code == 401
+            login = await http.post("/api/v1/session", json={"token": token})
+            assert login.status_code == 200
+            # The session id is a secret as well (the cookie's value).
+            secrets.append(login.cookies["slopewatch_session"])
+            # Holding the cookie, this client logs in again as the pages do (their own Origin).
+            wrong = await http.post(
+                "/api/v1/session", json={"token": WRONG_TOKEN}, headers={"Origin": f"https://127.0.0.1:{port}"}
+            )
+            assert wrong.status_code == 401
+            assert (
+                await http.delete("/api/v1/session", headers={"Origin": f"https://127.0.0.1:{port}"})
+            ).status_code == 204
             r = await http.get("/api/v1/alerts", headers=bearer(token), params={"rule": "x\x00"})
             assert r.status_code == 400
     assert_clean("slopewatch api", text_of(api_log), secrets)
