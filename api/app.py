@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, Counter
 
-from api.auth import SESSION_COOKIE, FailedAuthLimiter, is_admin
+from api.auth import SESSION_COOKIE, FailedAuthLimiter, is_recent_admin
 from api.caps import Caps
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.limits import BodySizeLimit
@@ -90,7 +90,7 @@ def create_app(
     if pool is not None:
         app.state.pool = pool
     app.state.metrics = metrics if metrics is not None else CollectorRegistry()
-    install_error_handlers(app, is_admin=lambda request: is_admin(request, None))
+    install_error_handlers(app, is_admin=is_recent_admin)
     refused = Counter(
         "slopewatch_api_refused",
         "API requests refused before any work, by reason",

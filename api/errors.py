@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -90,7 +90,7 @@ def _body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": code, "message": message, **extra}
 
 
-def install_error_handlers(app: FastAPI, *, is_admin: Callable[[Request], Awaitable[bool]] | None = None) -> None:
+def install_error_handlers(app: FastAPI, *, is_admin: Callable[[Request], bool] | None = None) -> None:
     """Map every error to the JSON shape. ``is_admin`` says whether a caller may see internals
     (database host, driver errors) in a 503; without it nobody does."""
 
@@ -134,6 +134,6 @@ def install_error_handlers(app: FastAPI, *, is_admin: Callable[[Request], Awaita
         incident = secrets.token_hex(4)
         logger.warning("database unavailable incident=%s path=%s: %s", incident, request.url.path, exc)
         message = f"the database is not reachable; try again shortly (incident {incident} in the server's log)"
-        if is_admin is not None and await is_admin(request):
+        if is_admin is not None and is_admin(request):
             message += f": {exc}"
         return JSONResponse(_body("database_unavailable", message), status_code=503)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.auth import PrincipalDep, Role, is_admin
+from api.auth import PrincipalDep, Role, is_recent_admin
 from api.deps import ConnDep, MetricsDep, PoolDep
 from api.errors import BadRequest
 from api.routes.registry import Cursor
@@ -44,7 +44,7 @@ async def ready(request: Request, pool: PoolDep) -> Response:
         incident = secrets.token_hex(4)
         logger.warning("not ready incident=%s: database: %r", incident, exc)
         detail = {"database": "not reachable", "incident": incident}
-        if await is_admin(request, None):
+        if is_recent_admin(request):
             detail["error"] = repr(exc)
         return JSONResponse(Health(status="unavailable", detail=detail).model_dump(), status_code=503)
     return JSONResponse(Health(status="ok", detail={"schema_version": version}).model_dump())
