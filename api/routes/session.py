@@ -52,6 +52,9 @@ async def me(who: PrincipalDep) -> Me:
 )
 async def login(body: Login, request: Request, response: Response, conn: ConnDep, settings: SettingsDep) -> Me:
     who = await check_token(request, conn, body.token.strip())
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous and len(previous) <= 200:
+        await sessions.revoke(conn, previous)  # a new login replaces the browser's old session
     _, session_secret = await sessions.create(
         conn, who.token_id, max_s=settings.api_session_max_s, client=client_address(request)
     )

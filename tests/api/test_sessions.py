@@ -72,6 +72,15 @@ async def test_the_cookie_holds_a_hashed_session_id_not_the_token(env: Env) -> N
     assert sid not in dump
     assert token not in dump
     assert row["client"] == "127.0.0.1"
+    # Logging in again from the same browser replaces its session: the old id is dead.
+    async with env.client() as http:
+        http.cookies.set(SESSION_COOKIE, sid)
+        second = await login(http, token)
+        assert second != sid
+        assert (await http.get("/api/v1/me")).status_code == 200
+    async with env.client() as other:
+        other.cookies.set(SESSION_COOKIE, sid)
+        assert (await other.get("/api/v1/me")).status_code == 401
     # A session id is not a token, and a token is not a session id.
     async with env.client() as other:
         assert (await other.get("/api/v1/me", headers=bearer(sid))).status_code == 401
