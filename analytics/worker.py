@@ -24,6 +24,7 @@ from analytics import evaluate_many, evaluate_sensor
 from analytics.alarm import decide
 from analytics.clock import RULE as CLOCK_RULE
 from analytics.clock import clock_ahead
+from analytics.facilities import facility_results, rollup_rule
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 from core.model import Level
 from core.settings import Settings
@@ -97,6 +98,7 @@ class AnalysisWorker:
         self._sensors_loaded = float("-inf")
         self._last_sweep = float("-inf")
         self._stopping = asyncio.Event()
+        self._rollup_rule = rollup_rule(settings)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -132,10 +134,28 @@ class AnalysisWorker:
                 await clear_dirty(conn, dirty)
             if len(dirty) < 200:
                 break
-        if time.monotonic() - self._last_sweep >= 60.0:
+        swept = time.monotonic() - self._last_sweep >= 60.0
+        if swept:
             self._last_sweep = time.monotonic()
             changes += await self._sweep(now)
+        if changes or swept:
+            changes += await self._roll_up(now)
         return CycleReport(evaluated, changes)
+
+    async def _roll_up(self, now_s: float) -> int:
+        """GB 39496: facility alerts from the point alerts (analytics/facilities.py). The
+        points have dwelt before coming down, so the facility follows them without a
+        dwell of its own."""
+        async with self._pool.acquire() as conn:
+            found = await facility_results(conn, self._rollup_rule, now_s=now_s)
+        changes = 0
+        for subject, result in found:
+            async with self._pool.acquire() as conn, conn.transaction():
+                changes += await apply_results(
+                    conn, subject, (result,), dwell_s=0.0, retroactive=False, label=str(subject.subject),
+                    metrics=self._metrics,
+                )  # fmt: skip
+        return changes
 
     async def _refresh_sensors(self) -> None:
         if time.monotonic() - self._sensors_loaded < 30.0:
@@ -244,70 +264,100 @@ class AnalysisWorker:
         return changes
 
     async def _apply(self, conn: Conn, row: SensorRow, results: tuple[RuleResult, ...], *, retroactive: bool) -> int:
-        open_now = await store.open_alerts(conn, row.id)
-        pending = await store.pending_states(conn, row.id)
-        changes = 0
-        for res in results:
-            current = open_now.get(res.rule)
-            cur_level = current.level if current is not None and current.active else None
-            cur_since = current.updated_at.timestamp() if current is not None else None
-            pend = pending.get(res.rule)
-            pend_since = pend.since.timestamp() if pend is not None and pend.since is not None else None
-            decision = decide(
-                cur_level,
-                cur_since,
-                pend_since,
-                res,
-                dwell_s=self._settings.deescalate_dwell_s,
-                pending_level=pend.level if pend is not None else None,
-            )
-            write = store.AlertWrite(
-                sensor_id=row.id,
-                site_id=row.site_id,
-                mine_id=row.mine_id,
-                region_code=row.region_code,
-                rule=res.rule,
-                rule_version=res.rule_version,
-                level=decision.level,
-                at=store.ts(res.at_s),
-                evidence=res.evidence,
-                explanation_en=res.explanation_en,
-                explanation_zh=res.explanation_zh,
-                forecast_failure_at=store.ts(res.forecast_failure_s) if res.forecast_failure_s else None,
-                retroactive=retroactive,
-            )
-            new_pending = store.Pending(
-                decision.pending_level if decision.pending_since_s is not None else None,
-                store.ts(decision.pending_since_s) if decision.pending_since_s is not None else None,
-            )
-            if pend != new_pending and not (pend is None and new_pending.since is None):
-                await store.set_pending(conn, row.id, res.rule, new_pending)
-            action = decision.action
-            if action == "open":
-                if current is not None:
-                    # Open but inactive (cleared, waiting for a person): the condition is back.
-                    await store.update_alert(conn, current, write, kind="reactivated")
-                else:
-                    await store.open_alert(conn, write)
-            elif action in ("escalate", "deescalate"):
-                assert current is not None
-                await store.update_alert(conn, current, write, kind=f"{action}d")
-            elif action == "refresh" and current is not None:
-                await store.update_alert(conn, current, write, kind=None)
-                continue
-            elif action == "clear" and current is not None and current.active:
-                await store.clear_alert(conn, current, write, close=current.peak_level < CLOSE_BY_HAND_FROM)
+        subject = store.Subject(row.site_id, row.mine_id, row.region_code, sensor_id=row.id)
+        return await apply_results(
+            conn,
+            subject,
+            results,
+            dwell_s=self._settings.deescalate_dwell_s,
+            retroactive=retroactive,
+            label=f"sensor={row.mine_code}/{row.code}",
+            metrics=self._metrics,
+        )
+
+
+async def apply_results(
+    conn: Conn,
+    subject: store.Subject,
+    results: tuple[RuleResult, ...],
+    *,
+    dwell_s: float,
+    retroactive: bool,
+    label: str,
+    metrics: AnalysisMetrics | None = None,
+    refresh_evidence: bool = True,
+) -> int:
+    """Turn rule results into alert changes for one sensor or named subject (the state
+    machine of analytics.alarm); returns how many alerts changed. Call in a transaction.
+
+    refresh_evidence: False keeps an unchanged alert's row as it is (for subjects
+    re-evaluated every cycle, so their alerts do not churn)."""
+    open_now = await store.open_alerts_of(conn, subject)
+    pending = await store.pending_states_of(conn, subject)
+    changes = 0
+    for res in results:
+        current = open_now.get(res.rule)
+        cur_level = current.level if current is not None and current.active else None
+        cur_since = current.updated_at.timestamp() if current is not None else None
+        pend = pending.get(res.rule)
+        pend_since = pend.since.timestamp() if pend is not None and pend.since is not None else None
+        decision = decide(
+            cur_level,
+            cur_since,
+            pend_since,
+            res,
+            dwell_s=dwell_s,
+            pending_level=pend.level if pend is not None else None,
+        )
+        write = store.AlertWrite(
+            sensor_id=subject.sensor_id,
+            site_id=subject.site_id,
+            mine_id=subject.mine_id,
+            region_code=subject.region_code,
+            rule=res.rule,
+            rule_version=res.rule_version,
+            level=decision.level,
+            at=store.ts(res.at_s),
+            evidence=res.evidence,
+            explanation_en=res.explanation_en,
+            explanation_zh=res.explanation_zh,
+            forecast_failure_at=store.ts(res.forecast_failure_s) if res.forecast_failure_s else None,
+            retroactive=retroactive,
+            subject=subject.subject,
+        )
+        new_pending = store.Pending(
+            decision.pending_level if decision.pending_since_s is not None else None,
+            store.ts(decision.pending_since_s) if decision.pending_since_s is not None else None,
+        )
+        if pend != new_pending and not (pend is None and new_pending.since is None):
+            await store.set_pending_of(conn, subject, res.rule, new_pending)
+        action = decision.action
+        if action == "open":
+            if current is not None:
+                # Open but inactive (cleared, waiting for a person): the condition is back.
+                await store.update_alert(conn, current, write, kind="reactivated")
             else:
-                continue
-            changes += 1
-            self._metrics.alert_changes.labels(action).inc()
-            logger.info(
-                "alert %s sensor=%s/%s rule=%s level=%s retroactive=%s",
-                action,
-                row.mine_code,
-                row.code,
-                res.rule,
-                decision.level.label,
-                retroactive,
-            )
-        return changes
+                await store.open_alert(conn, write)
+        elif action in ("escalate", "deescalate"):
+            assert current is not None
+            await store.update_alert(conn, current, write, kind=f"{action}d")
+        elif action == "refresh" and current is not None:
+            if refresh_evidence:
+                await store.update_alert(conn, current, write, kind=None)
+            continue
+        elif action == "clear" and current is not None and current.active:
+            await store.clear_alert(conn, current, write, close=current.peak_level < CLOSE_BY_HAND_FROM)
+        else:
+            continue
+        changes += 1
+        if metrics is not None:
+            metrics.alert_changes.labels(action).inc()
+        logger.info(
+            "alert %s %s rule=%s level=%s retroactive=%s",
+            action,
+            label,
+            res.rule,
+            decision.level.label,
+            retroactive,
+        )
+    return changes

@@ -160,9 +160,13 @@ class Alert(BaseModel):
     id: int
     mine_code: str
     mine_name: str
-    site_code: str
-    sensor_code: str
-    sensor_kind: str
+    site_code: str = Field(description="the sensor's site; for a facility alert, its first site")
+    sensor_code: str | None = Field(description="none for an alert of no single sensor (see subject)")
+    sensor_kind: str | None
+    subject: str | None = Field(
+        description="what an alert of no single sensor is about: facility:<code> (the GB 39496 roll-up), "
+        "mine (all its monitoring offline) or analysis (the watchdog: alarms are not being computed)"
+    )
     region_code: str
     rule: str
     rule_version: int

@@ -183,8 +183,8 @@ SELECT a.id, a.rule, a.rule_version, a.level, a.peak_level, a.state, a.active, a
        a.responsible_person, a.measures, a.funds, a.handling_deadline, a.contingency_plan,
        (SELECT min(v.deadline) FROM alert_supervision v WHERE v.alert_id = a.id) AS supervision_deadline,
        s.code AS sensor_code, s.kind AS sensor_kind, si.code AS site_code, m.code AS mine_code, m.name AS mine_name,
-       CASE WHEN a.level = 4 THEN m.evacuation END AS evacuation
-FROM alert a JOIN sensor s ON s.id = a.sensor_id JOIN site si ON si.id = a.site_id JOIN mine m ON m.id = a.mine_id
+       CASE WHEN a.level = 4 THEN m.evacuation END AS evacuation, a.subject
+FROM alert a LEFT JOIN sensor s ON s.id = a.sensor_id JOIN site si ON si.id = a.site_id JOIN mine m ON m.id = a.mine_id
 """
 
 
@@ -264,7 +264,7 @@ async def point_levels(conn: Conn, *, prefix: str, mine_code: str | None) -> lis
         # first lets the planner hash the whole sensor table of a province.
         """WITH p AS MATERIALIZED (
                SELECT a.sensor_id, max(a.level) AS level FROM alert a
-               WHERE a.state <> 'closed' AND a.active AND a.rule NOT LIKE 'health.%'
+               WHERE a.state <> 'closed' AND a.active AND a.rule NOT LIKE 'health.%' AND a.sensor_id IS NOT NULL
                  AND a.region_code LIKE $1 || '%'
                GROUP BY a.sensor_id
            )

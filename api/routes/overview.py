@@ -15,11 +15,12 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from analytics.rollup import RollupCounts
+from analytics.facilities import rollup_rule
+from analytics.rollup import RollupRule
 from api.auth import Principal, PrincipalDep, Scope, authenticate, narrow
 from api.deps import ConnDep, SettingsDep, borrow
 from api.errors import BadRequest
-from api.levels import counts_of, site_rollups
+from api.levels import site_rollups
 from api.scope import MineQuery, RegionQuery
 from core.model import Level, region_level_of
 from db import overview
@@ -52,7 +53,8 @@ class FeedEvent(BaseModel):
     mine_code: str
     mine_name: str
     site_code: str
-    sensor_code: str
+    sensor_code: str | None = Field(description="none for an alert of no single sensor (see subject)")
+    subject: str | None = Field(description="facility:<code>, mine or analysis for an alert of no single sensor")
     evacuation: str | None = Field(description="停产撤人 instruction while the alert is red")
 
 
@@ -239,7 +241,7 @@ def _child_code(region_code: str, scope: Scope) -> str:
     return region_code
 
 
-def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str, counts: RollupCounts) -> Summary:
+def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str, rule: RollupRule) -> Summary:
     by_mine: dict[int, dict[str, int]] = {}
     by_level = LevelCounts()
     by_stage = dict.fromkeys(STAGES, 0)
@@ -257,7 +259,7 @@ def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str, cou
         total_open += r["n"]
     region_names = {r["code"]: r["name"] for r in rows.regions}
     rolled: dict[str, int] = {}
-    for (mine_code, _site), site in site_rollups([dict(p) for p in rows.points], counts).items():
+    for (mine_code, _site), site in site_rollups([dict(p) for p in rows.points], rule).items():
         rolled[mine_code] = max(rolled.get(mine_code, 0), int(site.level))
     statuses: list[tuple[int, int, str, asyncpg.Record]] = []
     nodes: dict[str, dict[str, Any]] = {}
@@ -370,7 +372,7 @@ async def summary(
     hit = cache.get(key, version)
     if hit is None:
         rows = await overview.summary_rows(conn, prefix=scope.prefix, mine_code=scope.mine_code)
-        body = build_summary(rows, scope, name, counts_of(settings))
+        body = build_summary(rows, scope, name, rollup_rule(settings))
         # The ETag covers the picture, not when it was taken, so an unchanged picture is a 304.
         payload = body.model_dump(mode="json", exclude={"generated_at": True, "sensors": {"as_of"}})
         etag = '"' + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32] + '"'

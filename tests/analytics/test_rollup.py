@@ -72,7 +72,7 @@ def test_items_roll_up_to_the_site_the_same_way() -> None:
     assert site.site.name == "QINGSHANGOU-TSF-DAM"
     two_orange = roll_up({"a": pts(Y, Y, Y), "b": pts(Y, Y, Y), "c": pts(N)})
     assert two_orange.level is R
-    assert two_orange.site.reason_en == "2 items at orange or above → red"
+    assert two_orange.site.reason_en == "2 items at orange → red"
     assert two_orange.site.decisive == ("a", "b")
 
 
