@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import numpy as np
@@ -30,6 +33,7 @@ from core.model import Level
 from core.settings import Settings
 from core.wire import readings_topic
 from db import alerts as store
+from db import watchdog as watchdog_store
 from db.pool import Conn
 from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
 from db.registry import SensorRow, fetch_sensors
@@ -99,6 +103,10 @@ class AnalysisWorker:
         self._last_sweep = float("-inf")
         self._stopping = asyncio.Event()
         self._rollup_rule = rollup_rule(settings)
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._started_at = datetime.now(UTC)
+        #: the newest measurement time evaluated (published with the heartbeat)
+        self._evaluated_to: datetime | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -109,6 +117,7 @@ class AnalysisWorker:
             started = time.monotonic()
             try:
                 await self.cycle()
+                await self.beat()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self._metrics.errors.inc()
                 logger.error("analysis cycle failed error=%r; retrying", exc)
@@ -116,6 +125,13 @@ class AnalysisWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._settings.analysis_interval_s)
         logger.info("analysis worker stopped")
+
+    async def beat(self) -> None:
+        """The heartbeat the watchdog (api/watchdog.py) watches: a cycle has finished."""
+        async with self._pool.acquire() as conn:
+            await watchdog_store.beat(
+                conn, worker=self.name, started_at=self._started_at, evaluated_to=self._evaluated_to
+            )
 
     async def cycle(self, *, now_s: float | None = None) -> CycleReport:
         """Evaluate every sensor with new data, and every sensor once a minute for silence."""
@@ -130,6 +146,8 @@ class AnalysisWorker:
                 break
             changes += await self._evaluate(dirty, now)
             evaluated += len(dirty)
+            newest = max(d.max_ts for d in dirty)
+            self._evaluated_to = newest if self._evaluated_to is None else max(self._evaluated_to, newest)
             async with self._pool.acquire() as conn:
                 await clear_dirty(conn, dirty)
             if len(dirty) < 200:

@@ -17,6 +17,7 @@ from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import alerts, gaps, handling, integrity, ops, overview, pages, readings, registry, session
 from api.routes.overview import SummaryCache
+from api.watchdog import Watchdog
 from core.settings import Settings
 from db.overview import refresh_mine_status
 from db.pool import open_pool
@@ -61,6 +62,17 @@ def create_app(
                     refresh_status_forever(app.state.pool, settings.summary_refresh_s), name="mine-status"
                 )
                 stack.callback(refresher.cancel)
+            if settings.watchdog_poll_s > 0:
+                watchdog = Watchdog(settings, app.state.pool)
+                app.state.watchdog = watchdog
+                task = asyncio.create_task(watchdog.run(), name="watchdog")
+
+                async def stop_watchdog() -> None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+                stack.push_async_callback(stop_watchdog)
             yield
 
     app = FastAPI(
@@ -84,6 +96,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.state.auth_limiter = FailedAuthLimiter()
     app.state.summary_cache = SummaryCache()
+    app.state.watchdog = None
     for module in (session, registry, readings, alerts, handling, overview, integrity, gaps):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(ops.router, responses=ERROR_RESPONSES)

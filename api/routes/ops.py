@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -15,26 +15,45 @@ from api.deps import ConnDep, MetricsDep, PoolDep
 from api.errors import BadRequest
 from api.routes.registry import Cursor
 from api.schemas import DeadLetter, Health, Page, decode_cursor, encode_cursor
+from api.watchdog import Watchdog
 from core.wire import RejectReason
 from db import queries
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health", response_model=Health, summary="Liveness: the process answers")
-async def health() -> Health:
-    return Health(status="ok")
+def _watchdog(request: Request) -> dict[str, Any]:
+    """The watchdog's last judgement of the analysis (api/watchdog.py), without a query."""
+    dog: Watchdog | None = request.app.state.watchdog
+    if dog is None:
+        return {"analysis": "not watched by this process (SLOPEWATCH_WATCHDOG_POLL_S=0)"}
+    if dog.status is None:
+        return {"analysis": "starting"}
+    return dog.status.as_dict()
+
+
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Liveness: the process answers; detail.watchdog: is the analysis alive and keeping up",
+)
+async def health(request: Request) -> Health:
+    # Always 200 while this process answers: a dead analysis is an alarm, not a reason to
+    # restart (or take out of service) the API that shows it.
+    return Health(status="ok", detail={"watchdog": _watchdog(request)})
 
 
 @router.get("/ready", response_model=Health, summary="Readiness: the database answers and is migrated")
-async def ready(pool: PoolDep) -> Response:
+async def ready(pool: PoolDep, request: Request) -> Response:
     try:
         async with pool.acquire(timeout=5) as conn:
             version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         body = Health(status="unavailable", detail={"database": f"not reachable: {exc!r}"})
         return JSONResponse(body.model_dump(), status_code=503)
-    return JSONResponse(Health(status="ok", detail={"schema_version": version}).model_dump())
+    return JSONResponse(
+        Health(status="ok", detail={"schema_version": version, "watchdog": _watchdog(request)}).model_dump()
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -33,3 +33,7 @@ CREATE TABLE analysis_heartbeat (
     evaluated_to  timestamptz,
     cycles        bigint NOT NULL DEFAULT 0
 );
+
+-- When a sensor's oldest unevaluated data arrived (kept across later arrivals until the
+-- analysis has evaluated it): the watchdog's wall-clock backlog.
+ALTER TABLE sensor_dirty ADD COLUMN since timestamptz NOT NULL DEFAULT now();
