@@ -251,6 +251,17 @@ def roll_group(
 #: The rule of the alerts the roll-up raises on a facility.
 FACILITY_RULE: Final = "rollup.facility"
 
+#: Monitored items (core.model.MONITORING_ITEM) in Chinese, for the facility alert's words.
+ITEM_ZH: Final = {
+    "surface_displacement": "表面位移",
+    "internal_displacement": "内部位移",
+    "crack": "裂缝",
+    "phreatic_line": "浸润线",
+    "pond_level": "库水位",
+    "dry_beach": "干滩长度",
+    "rainfall": "降雨量",
+}
+
 
 def facility_result(
     facility: str,
@@ -274,15 +285,19 @@ def facility_result(
     alarm = level if level > Level.NONE and by_count >= level else Level.NONE
     if rollup.site.by_count >= level:
         applied = f"items→facility ({rule.cross_item.value})"
+        mode_zh = "折算" if rule.cross_item is CrossItem.CONVERT else "同级及以上计数"
+        applied_zh = f"监测项目→设施({mode_zh})"
         chosen = [i for i in rollup.items if i.name in rollup.site.decisive]
     else:
-        applied = "points→item"
+        applied, applied_zh = "points→item", "测点→监测项目"
         chosen = [i for i in rollup.items if i.by_count >= level]
     points = sorted(
         f"{point_sites.get(p, '?')}/{p} ({i.name})" for i in chosen for p in i.decisive if i.level > Level.NONE
     )
     item_lines_en = [f"{i.name}: {i.level.label} ({i.reason_en})" for i in rollup.items if i.level > Level.NONE]
-    item_lines_zh = [f"{i.name}:{i.level.label_zh}({i.reason_zh})" for i in rollup.items if i.level > Level.NONE]
+    item_lines_zh = [
+        f"{ITEM_ZH.get(i.name, i.name)}:{i.level.label_zh}({i.reason_zh})" for i in rollup.items if i.level > Level.NONE
+    ]
     where = f"{facility} ({', '.join(sites)})"
     if alarm is Level.NONE:
         en = f"GB 39496 roll-up of facility {where}: {level.label}, carried by its points' own alerts"
@@ -293,7 +308,7 @@ def facility_result(
         en = f"GB 39496 roll-up: facility {where} is {alarm.label} by {applied}: {top_en}. Items: " + "; ".join(
             item_lines_en
         )
-        zh = f"GB 39496 汇总预警:设施 {where} 为{alarm.label_zh}({applied}):{top_zh}。监测项目:" + ";".join(
+        zh = f"GB 39496 汇总预警:设施 {where} 为{alarm.label_zh}({applied_zh}):{top_zh}。监测项目:" + ";".join(
             item_lines_zh
         )
     evidence: dict[str, float | int | str | bool | list[float] | list[str] | None] = {

@@ -116,7 +116,7 @@ def analysis_result(j: Judgement, *, max_lag_s: float, at_s: float) -> RuleResul
 
 
 @dataclass(slots=True)
-class _Mine:
+class MineMonitoring:
     code: str
     region_code: str
     first_site_id: int
@@ -124,7 +124,7 @@ class _Mine:
     last_received: datetime | None = None
 
 
-def offline_result(mine: _Mine, *, at_s: float) -> RuleResult:
+def offline_result(mine: MineMonitoring, *, at_s: float) -> RuleResult:
     """Pure: criterion (七) for one mine. Only sensors that have reported count: a mine
     never connected is not 'offline' (its absence shows in the online rate)."""
     watched = [(code, rep, on) for code, rep, on in mine.sites if rep > 0]
@@ -191,9 +191,9 @@ class Watchdog:
             fresh = await db.freshness(conn)
             j = judge(fresh, max_lag_s=max_lag, watching_since=self._since)
             at_s = fresh.now.timestamp()
-            mines: dict[int, _Mine] = {}
+            mines: dict[int, MineMonitoring] = {}
             for r in await db.mine_monitoring(conn):
-                m = mines.setdefault(r["mine_id"], _Mine(r["mine_code"], r["region_code"], r["site_id"]))
+                m = mines.setdefault(r["mine_id"], MineMonitoring(r["mine_code"], r["region_code"], r["site_id"]))
                 m.sites.append((r["site_code"], int(r["reporting"]), int(r["online"])))
                 if r["last_received"] is not None:
                     m.last_received = max(m.last_received or r["last_received"], r["last_received"])
