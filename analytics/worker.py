@@ -150,6 +150,8 @@ class AnalysisWorker:
             self._evaluated_to = newest if self._evaluated_to is None else max(self._evaluated_to, newest)
             async with self._pool.acquire() as conn:
                 await clear_dirty(conn, dirty)
+            # A long backlog is progress, not death: the watchdog hears of every batch.
+            await self.beat()
             if len(dirty) < 200:
                 break
         swept = time.monotonic() - self._last_sweep >= 60.0

@@ -188,7 +188,7 @@ class Watchdog:
         async with self._pool.acquire(timeout=10) as conn, conn.transaction():
             if not await db.try_lock(conn):
                 return None
-            fresh = await db.freshness(conn)
+            fresh = await db.freshness(conn, alive_s=max_lag)
             j = judge(fresh, max_lag_s=max_lag, watching_since=self._since)
             at_s = fresh.now.timestamp()
             mines: dict[int, MineMonitoring] = {}

@@ -26,6 +26,10 @@ async def beat(conn: Conn, *, worker: str, started_at: datetime, evaluated_to: d
         started_at,
         evaluated_to,
     )
+    # Every start of an analysis process adds a row; those of processes gone a day go.
+    await conn.execute(
+        "DELETE FROM analysis_heartbeat WHERE worker <> $1 AND beat_at < now() - interval '1 day'", worker
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +47,15 @@ class Freshness:
     workers: int
 
 
-async def freshness(conn: Conn) -> Freshness:
+async def freshness(conn: Conn, *, alive_s: float) -> Freshness:
+    """``workers`` counts the processes that beat within ``alive_s``."""
     row = await conn.fetchrow(
-        """SELECT now() AS now, max(beat_at) AS beat_at, max(evaluated_to) AS evaluated_to, count(*) AS workers,
+        """SELECT now() AS now, max(beat_at) AS beat_at, max(evaluated_to) AS evaluated_to,
+                  count(*) FILTER (WHERE beat_at > now() - make_interval(secs => $1)) AS workers,
                   (SELECT max(ts) FROM sensor_latest) AS newest_stored,
                   (SELECT min(since) FROM sensor_dirty) AS oldest_unevaluated
-           FROM analysis_heartbeat"""
+           FROM analysis_heartbeat""",
+        alive_s,
     )
     assert row is not None
     return Freshness(
