@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -48,6 +49,9 @@ ANALYSIS_RULE: Final = "watchdog.analysis"
 OFFLINE_RULE: Final = "monitoring.offline"
 ANALYSIS_SUBJECT: Final = "analysis"
 MINE_SUBJECT: Final = "mine"
+#: Silence is judged against 3 × a sensor's interval (minutes at least): recounting every
+#: mine's sensors once a minute is enough, and costs most of a check at province scale.
+OFFLINE_EVERY_S: Final = 60.0
 _DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
@@ -181,9 +185,15 @@ class Watchdog:
         self.status: WatchdogStatus | None = None
         self._standby: Notifier | None = None
         self._standby_task: asyncio.Task[None] | None = None
+        #: mines with sensors, and their online counts as of the last offline pass
+        self._mines: dict[int, MineMonitoring] = {}
+        self._offline: list[str] = []
 
-    async def check(self) -> WatchdogStatus | None:
-        """One pass; None when another API process holds the watchdog's lock right now."""
+    async def check(self, *, offline: bool = True) -> WatchdogStatus | None:
+        """One pass; None when another API process holds the watchdog's lock right now.
+
+        offline: also recount every mine's sensors for monitoring.offline (the costly part:
+        ``run`` does it once a minute, the heartbeat every poll)."""
         max_lag = self._settings.watchdog_max_lag_s
         async with self._pool.acquire(timeout=10) as conn, conn.transaction():
             if not await db.try_lock(conn):
@@ -191,22 +201,27 @@ class Watchdog:
             fresh = await db.freshness(conn, alive_s=max_lag)
             j = judge(fresh, max_lag_s=max_lag, watching_since=self._since)
             at_s = fresh.now.timestamp()
-            mines: dict[int, MineMonitoring] = {}
-            for r in await db.mine_monitoring(conn):
-                m = mines.setdefault(r["mine_id"], MineMonitoring(r["mine_code"], r["region_code"], r["site_id"]))
-                m.sites.append((r["site_code"], int(r["reporting"]), int(r["online"])))
-                if r["last_received"] is not None:
-                    m.last_received = max(m.last_received or r["last_received"], r["last_received"])
-            offline: list[str] = []
-            for rule, subject in ((ANALYSIS_RULE, ANALYSIS_SUBJECT), (OFFLINE_RULE, MINE_SUBJECT)):
+            passes = [(ANALYSIS_RULE, ANALYSIS_SUBJECT)]
+            if offline or not self._mines:
+                self._mines = {}
+                for r in await db.mine_monitoring(conn):
+                    m = self._mines.setdefault(
+                        r["mine_id"], MineMonitoring(r["mine_code"], r["region_code"], r["site_id"])
+                    )
+                    m.sites.append((r["site_code"], int(r["reporting"]), int(r["online"])))
+                    if r["last_received"] is not None:
+                        m.last_received = max(m.last_received or r["last_received"], r["last_received"])
+                passes.append((OFFLINE_RULE, MINE_SUBJECT))
+                self._offline = []
+            for rule, subject in passes:
                 current = await db.open_subject_alerts(conn, rule)
-                for mine_id, m in mines.items():
+                for mine_id, m in self._mines.items():
                     if rule == ANALYSIS_RULE:
                         result = analysis_result(j, max_lag_s=max_lag, at_s=at_s)
                     else:
                         result = offline_result(m, at_s=at_s)
                         if result.level is not Level.NONE:
-                            offline.append(m.code)
+                            self._offline.append(m.code)
                     level, active = current.get((mine_id, subject), (0, False))
                     if (active and level == int(result.level)) or (not active and result.level is Level.NONE):
                         continue  # nothing changes: no write
@@ -222,7 +237,7 @@ class Watchdog:
             backlog_s=j.backlog_s,
             max_lag_s=max_lag,
             analysis_workers=fresh.workers,
-            mines_offline=sorted(offline),
+            mines_offline=sorted(self._offline),
             checked_at=fresh.now.isoformat(),
             standby_notifier=self._standby is not None,
         )
@@ -248,10 +263,13 @@ class Watchdog:
 
     async def run(self) -> None:
         """Check every SLOPEWATCH_WATCHDOG_POLL_S until cancelled."""
+        last_offline = float("-inf")
         try:
             while True:
                 try:
-                    await self.check()
+                    due = time.monotonic() - last_offline >= OFFLINE_EVERY_S
+                    if await self.check(offline=due) is not None and due:
+                        last_offline = time.monotonic()
                 except _DB_ERRORS as exc:
                     logger.warning("watchdog check failed error=%r; retrying", exc)
                 await asyncio.sleep(self._settings.watchdog_poll_s)
