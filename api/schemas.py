@@ -90,7 +90,11 @@ class Site(BaseModel):
     crest_elevation_m: float | None
     sensors: int
     worst_open_level: str | None
-    rollup: Rollup = Field(description="the site's level by the GB 39496 roll-up of its points' active alerts")
+    facility: str = Field(description="the facility the site belongs to (registry; default the site itself)")
+    rollup: Rollup = Field(
+        description="the level of the site's facility (all its sites) by the GB 39496 roll-up of its points' "
+        "active alerts"
+    )
 
 
 class RollupItem(BaseModel):

@@ -61,6 +61,7 @@ async def mine(conn: Conn, code: str) -> asyncpg.Record | None:
 async def sites(conn: Conn, mine_code: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT s.code, s.name, s.kind, s.height_m, s.crest_elevation_m, m.code AS mine_code,
+                  coalesce(s.facility, s.code) AS facility,
                   (SELECT count(*) FROM sensor x WHERE x.site_id = s.id) AS sensors,
                   (SELECT max(a.level) FROM alert a WHERE a.site_id = s.id AND a.state <> 'closed') AS worst_open_level
            FROM site s JOIN mine m ON m.id = s.mine_id WHERE m.code = $1 ORDER BY s.code""",
@@ -268,7 +269,8 @@ async def point_levels(conn: Conn, *, prefix: str, mine_code: str | None) -> lis
                  AND a.region_code LIKE $1 || '%'
                GROUP BY a.sensor_id
            )
-           SELECT m.code AS mine_code, si.code AS site_code, s.code AS sensor_code, s.kind, p.level
+           SELECT m.code AS mine_code, si.code AS site_code, coalesce(si.facility, si.code) AS facility,
+                  s.code AS sensor_code, s.kind, p.level
            FROM sensor s JOIN p ON p.sensor_id = s.id
            JOIN site si ON si.id = s.site_id JOIN mine m ON m.id = s.mine_id
            WHERE s.id = ANY (ARRAY(SELECT sensor_id FROM p)) AND ($2::text IS NULL OR m.code = $2)""",

@@ -79,7 +79,7 @@ async def list_sites(conn: ConnDep, who: PrincipalDep, settings: SettingsDep, mi
     rollups = site_rollups(points, rollup_rule(settings))
     out = []
     for r in await queries.sites(conn, mine):
-        rolled = rollups.get((mine, r["code"]))
+        rolled = rollups.get((mine, r["facility"]))
         level = Rollup(
             level=rolled.level.label if rolled else "none",
             reason_en=rolled.site.reason_en if rolled else "no point has an active alert",

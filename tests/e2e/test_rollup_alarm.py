@@ -14,10 +14,12 @@ from typing import Any
 
 import aiomqtt
 import asyncpg
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
 from analytics.worker import AnalysisMetrics, AnalysisWorker
+from api.app import create_app
 from core.model import Level
 from core.registry import parse_registry
 from core.settings import Settings
@@ -29,7 +31,7 @@ from ingest.metrics import IngestMetrics
 from ingest.service import IngestService
 from notify import Notifier
 from notify.receiver import WebhookReceiver
-from tests.conftest import Mosquitto, small_registry_doc, wait_for
+from tests.conftest import Mosquitto, bearer, issue_token, small_registry_doc, wait_for
 
 MINE = "TSF9"
 EVACUATION = "停产撤人: evacuate Xiaogou village below the dam"
@@ -194,8 +196,22 @@ async def test_two_orange_points_of_one_item_open_a_red_facility_alert_that_noti
     assert await rig.facility_alert_count() == 1
 
 
-async def test_orange_items_across_two_sites_of_one_facility_make_it_red(rig: Rig) -> None:
+async def test_orange_items_across_two_sites_of_one_facility_make_it_red(
+    rig: Rig, pool: asyncpg.Pool, settings: Settings
+) -> None:
     await rig.send({**QUIET, "PZ01": 5.3, "PL01": 1497.2})  # orange phreatic line (dam) + orange pond level (pond)
+    app = create_app(settings, pool=pool)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(await issue_token(pool))
+    ) as http:
+        sites = (await http.get(f"/api/v1/mines/{MINE}/sites")).json()
+        listed = (await http.get("/api/v1/alerts", params={"mine": MINE, "rule": "rollup.facility"})).json()["items"]
+    # the sites show their facility's level: both red, although each alone holds one orange item
+    assert [(s["code"], s["facility"], s["rollup"]["level"]) for s in sites] == [
+        (f"{MINE}-DAM", f"{MINE}-TSF", "red"),
+        (f"{MINE}-POND", f"{MINE}-TSF", "red"),
+    ]
+    assert [(a["sensor_code"], a["subject"], a["level"]) for a in listed] == [(None, f"facility:{MINE}-TSF", "red")]
     alert = await rig.facility_alert()
     assert alert is not None
     assert Level(alert["level"]) is Level.RED
