@@ -34,6 +34,7 @@ from core.settings import Settings
 from core.wire import readings_topic
 from db import alerts as store
 from db import watchdog as watchdog_store
+from db.facilities import try_lock as rollup_lock
 from db.pool import Conn
 from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
 from db.registry import SensorRow, fetch_sensors
@@ -166,11 +167,11 @@ class AnalysisWorker:
         """GB 39496: facility alerts from the point alerts (analytics/facilities.py). The
         points have dwelt before coming down, so the facility follows them without a
         dwell of its own."""
-        async with self._pool.acquire() as conn:
-            found = await facility_results(conn, self._rollup_rule, now_s=now_s)
         changes = 0
-        for subject, result in found:
-            async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await rollup_lock(conn):
+                return 0  # another analysis process is rolling up right now
+            for subject, result in await facility_results(conn, self._rollup_rule, now_s=now_s):
                 changes += await apply_results(
                     conn, subject, (result,), dwell_s=0.0, retroactive=False, label=str(subject.subject),
                     metrics=self._metrics,

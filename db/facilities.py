@@ -29,6 +29,16 @@ ORDER BY si.code
 """
 
 
+#: Any number will do as long as nothing else in the schema takes this advisory lock.
+ROLLUP_LOCK = 0x5357_524F  # "SWRO"
+
+
+async def try_lock(conn: Conn) -> bool:
+    """The roll-up's transaction-level advisory lock (call in a transaction): with several
+    analysis processes, one rolls up at a time and none races another to open an alert."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", ROLLUP_LOCK))
+
+
 async def point_levels(conn: Conn) -> list[asyncpg.Record]:
     """(mine_id, facility, site_code, sensor_code, kind, level, at): each point's highest
     active alert on the ground, with the newest measurement time it refers to."""
