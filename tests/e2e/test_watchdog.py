@@ -121,8 +121,10 @@ async def test_killing_the_analysis_raises_the_watchdog_alert_which_clears_when_
 
                 await wait_for(raised, within_s=MAX_LAG_S + 10, interval=0.05)
                 took_s = time.monotonic() - killed
-                # the heartbeat of the last cycle was at most one analysis interval before the kill
-                assert took_s <= MAX_LAG_S + 0.2 + 1.0, took_s
+                # the last heartbeat came before the kill: within the limit, one 0.2 s poll and
+                # the check itself (slack for a loaded machine)
+                assert took_s <= MAX_LAG_S + 2.0, took_s
+                print(f"watchdog alert {took_s:.2f} s after SIGKILL (limit {MAX_LAG_S} s, poll 0.2 s)")
                 assert await analysis_state() == "dead"
                 alerts = await watchdog_alerts(pool, ANALYSIS_RULE)
                 assert [a["mine"] for a in alerts] == ["M1", "M1T"], "one watchdog alert per mine"
