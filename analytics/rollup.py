@@ -291,6 +291,8 @@ def facility_result(
     else:
         applied, applied_zh = "points→item", "测点→监测项目"
         chosen = [i for i in rollup.items if i.by_count >= level]
+    if level is Level.NONE:
+        applied, applied_zh = "none", "无"
     points = sorted(
         f"{point_sites.get(p, '?')}/{p} ({i.name})" for i in chosen for p in i.decisive if i.level > Level.NONE
     )
@@ -316,6 +318,7 @@ def facility_result(
         "sites": list(sites),
         "rolled_up_level": level.label,
         "applied": applied,
+        "applied_zh": applied_zh,
         "rule": rule.describe(),
         "reason_en": rollup.site.reason_en,
         "reason_zh": rollup.site.reason_zh,
