@@ -42,6 +42,10 @@ async def test_banner_while_the_analysis_is_dead_and_gone_when_it_beats(
             await expect(banner).to_contain_text("分析服务已停止")
             await login(page, base, await issue_token(pool))
             await expect(banner).to_be_visible(timeout=15_000)  # on the pages after login too
+            # the watchdog's alerts, one per mine, on the board: subject where a sensor would be
+            cards = page.locator(".board .alert-card[data-level=orange]")
+            await expect(cards).to_have_count(2, timeout=15_000)
+            await expect(cards.first).to_contain_text("analysis")
             await shot(page, "watchdog-banner")
             worker = AnalysisWorker(settings, pool, AnalysisMetrics(CollectorRegistry()))
             task = asyncio.create_task(worker.run())
