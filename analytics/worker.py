@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import numpy as np
@@ -24,11 +27,14 @@ from analytics import evaluate_many, evaluate_sensor
 from analytics.alarm import decide
 from analytics.clock import RULE as CLOCK_RULE
 from analytics.clock import clock_ahead
+from analytics.facilities import facility_results, rollup_rule
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 from core.model import Level
 from core.settings import Settings
 from core.wire import readings_topic
 from db import alerts as store
+from db import watchdog as watchdog_store
+from db.facilities import try_lock as rollup_lock
 from db.pool import Conn
 from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
 from db.registry import SensorRow, fetch_sensors
@@ -97,6 +103,11 @@ class AnalysisWorker:
         self._sensors_loaded = float("-inf")
         self._last_sweep = float("-inf")
         self._stopping = asyncio.Event()
+        self._rollup_rule = rollup_rule(settings)
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._started_at = datetime.now(UTC)
+        #: the newest measurement time evaluated (published with the heartbeat)
+        self._evaluated_to: datetime | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -107,6 +118,7 @@ class AnalysisWorker:
             started = time.monotonic()
             try:
                 await self.cycle()
+                await self.beat()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self._metrics.errors.inc()
                 logger.error("analysis cycle failed error=%r; retrying", exc)
@@ -114,6 +126,13 @@ class AnalysisWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._settings.analysis_interval_s)
         logger.info("analysis worker stopped")
+
+    async def beat(self) -> None:
+        """The heartbeat the watchdog (api/watchdog.py) watches: a cycle has finished."""
+        async with self._pool.acquire() as conn:
+            await watchdog_store.beat(
+                conn, worker=self.name, started_at=self._started_at, evaluated_to=self._evaluated_to
+            )
 
     async def cycle(self, *, now_s: float | None = None) -> CycleReport:
         """Evaluate every sensor with new data, and every sensor once a minute for silence."""
@@ -128,14 +147,36 @@ class AnalysisWorker:
                 break
             changes += await self._evaluate(dirty, now)
             evaluated += len(dirty)
+            newest = max(d.max_ts for d in dirty)
+            self._evaluated_to = newest if self._evaluated_to is None else max(self._evaluated_to, newest)
             async with self._pool.acquire() as conn:
                 await clear_dirty(conn, dirty)
+            # A long backlog is progress, not death: the watchdog hears of every batch.
+            await self.beat()
             if len(dirty) < 200:
                 break
-        if time.monotonic() - self._last_sweep >= 60.0:
+        swept = time.monotonic() - self._last_sweep >= 60.0
+        if swept:
             self._last_sweep = time.monotonic()
             changes += await self._sweep(now)
+        if changes or swept:
+            changes += await self._roll_up(now)
         return CycleReport(evaluated, changes)
+
+    async def _roll_up(self, now_s: float) -> int:
+        """GB 39496: facility alerts from the point alerts (analytics/facilities.py). The
+        points have dwelt before coming down, so the facility follows them without a
+        dwell of its own."""
+        changes = 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await rollup_lock(conn):
+                return 0  # another analysis process is rolling up right now
+            for subject, result in await facility_results(conn, self._rollup_rule, now_s=now_s):
+                changes += await apply_results(
+                    conn, subject, (result,), dwell_s=0.0, retroactive=False, label=str(subject.subject),
+                    metrics=self._metrics,
+                )  # fmt: skip
+        return changes
 
     async def _refresh_sensors(self) -> None:
         if time.monotonic() - self._sensors_loaded < 30.0:
@@ -244,70 +285,100 @@ class AnalysisWorker:
         return changes
 
     async def _apply(self, conn: Conn, row: SensorRow, results: tuple[RuleResult, ...], *, retroactive: bool) -> int:
-        open_now = await store.open_alerts(conn, row.id)
-        pending = await store.pending_states(conn, row.id)
-        changes = 0
-        for res in results:
-            current = open_now.get(res.rule)
-            cur_level = current.level if current is not None and current.active else None
-            cur_since = current.updated_at.timestamp() if current is not None else None
-            pend = pending.get(res.rule)
-            pend_since = pend.since.timestamp() if pend is not None and pend.since is not None else None
-            decision = decide(
-                cur_level,
-                cur_since,
-                pend_since,
-                res,
-                dwell_s=self._settings.deescalate_dwell_s,
-                pending_level=pend.level if pend is not None else None,
-            )
-            write = store.AlertWrite(
-                sensor_id=row.id,
-                site_id=row.site_id,
-                mine_id=row.mine_id,
-                region_code=row.region_code,
-                rule=res.rule,
-                rule_version=res.rule_version,
-                level=decision.level,
-                at=store.ts(res.at_s),
-                evidence=res.evidence,
-                explanation_en=res.explanation_en,
-                explanation_zh=res.explanation_zh,
-                forecast_failure_at=store.ts(res.forecast_failure_s) if res.forecast_failure_s else None,
-                retroactive=retroactive,
-            )
-            new_pending = store.Pending(
-                decision.pending_level if decision.pending_since_s is not None else None,
-                store.ts(decision.pending_since_s) if decision.pending_since_s is not None else None,
-            )
-            if pend != new_pending and not (pend is None and new_pending.since is None):
-                await store.set_pending(conn, row.id, res.rule, new_pending)
-            action = decision.action
-            if action == "open":
-                if current is not None:
-                    # Open but inactive (cleared, waiting for a person): the condition is back.
-                    await store.update_alert(conn, current, write, kind="reactivated")
-                else:
-                    await store.open_alert(conn, write)
-            elif action in ("escalate", "deescalate"):
-                assert current is not None
-                await store.update_alert(conn, current, write, kind=f"{action}d")
-            elif action == "refresh" and current is not None:
-                await store.update_alert(conn, current, write, kind=None)
-                continue
-            elif action == "clear" and current is not None and current.active:
-                await store.clear_alert(conn, current, write, close=current.peak_level < CLOSE_BY_HAND_FROM)
+        subject = store.Subject(row.site_id, row.mine_id, row.region_code, sensor_id=row.id)
+        return await apply_results(
+            conn,
+            subject,
+            results,
+            dwell_s=self._settings.deescalate_dwell_s,
+            retroactive=retroactive,
+            label=f"sensor={row.mine_code}/{row.code}",
+            metrics=self._metrics,
+        )
+
+
+async def apply_results(
+    conn: Conn,
+    subject: store.Subject,
+    results: tuple[RuleResult, ...],
+    *,
+    dwell_s: float,
+    retroactive: bool,
+    label: str,
+    metrics: AnalysisMetrics | None = None,
+    refresh_evidence: bool = True,
+) -> int:
+    """Turn rule results into alert changes for one sensor or named subject (the state
+    machine of analytics.alarm); returns how many alerts changed. Call in a transaction.
+
+    refresh_evidence: False keeps an unchanged alert's row as it is (for subjects
+    re-evaluated every cycle, so their alerts do not churn)."""
+    open_now = await store.open_alerts_of(conn, subject)
+    pending = await store.pending_states_of(conn, subject)
+    changes = 0
+    for res in results:
+        current = open_now.get(res.rule)
+        cur_level = current.level if current is not None and current.active else None
+        cur_since = current.updated_at.timestamp() if current is not None else None
+        pend = pending.get(res.rule)
+        pend_since = pend.since.timestamp() if pend is not None and pend.since is not None else None
+        decision = decide(
+            cur_level,
+            cur_since,
+            pend_since,
+            res,
+            dwell_s=dwell_s,
+            pending_level=pend.level if pend is not None else None,
+        )
+        write = store.AlertWrite(
+            sensor_id=subject.sensor_id,
+            site_id=subject.site_id,
+            mine_id=subject.mine_id,
+            region_code=subject.region_code,
+            rule=res.rule,
+            rule_version=res.rule_version,
+            level=decision.level,
+            at=store.ts(res.at_s),
+            evidence=res.evidence,
+            explanation_en=res.explanation_en,
+            explanation_zh=res.explanation_zh,
+            forecast_failure_at=store.ts(res.forecast_failure_s) if res.forecast_failure_s else None,
+            retroactive=retroactive,
+            subject=subject.subject,
+        )
+        new_pending = store.Pending(
+            decision.pending_level if decision.pending_since_s is not None else None,
+            store.ts(decision.pending_since_s) if decision.pending_since_s is not None else None,
+        )
+        if pend != new_pending and not (pend is None and new_pending.since is None):
+            await store.set_pending_of(conn, subject, res.rule, new_pending)
+        action = decision.action
+        if action == "open":
+            if current is not None:
+                # Open but inactive (cleared, waiting for a person): the condition is back.
+                await store.update_alert(conn, current, write, kind="reactivated")
             else:
-                continue
-            changes += 1
-            self._metrics.alert_changes.labels(action).inc()
-            logger.info(
-                "alert %s sensor=%s/%s rule=%s level=%s retroactive=%s",
-                action,
-                row.mine_code,
-                row.code,
-                res.rule,
-                decision.level.label,
-                retroactive,
-            )
-        return changes
+                await store.open_alert(conn, write)
+        elif action in ("escalate", "deescalate"):
+            assert current is not None
+            await store.update_alert(conn, current, write, kind=f"{action}d")
+        elif action == "refresh" and current is not None:
+            if refresh_evidence:
+                await store.update_alert(conn, current, write, kind=None)
+            continue
+        elif action == "clear" and current is not None and current.active:
+            await store.clear_alert(conn, current, write, close=current.peak_level < CLOSE_BY_HAND_FROM)
+        else:
+            continue
+        changes += 1
+        if metrics is not None:
+            metrics.alert_changes.labels(action).inc()
+        logger.info(
+            "alert %s %s rule=%s level=%s retroactive=%s",
+            action,
+            label,
+            res.rule,
+            decision.level.label,
+            retroactive,
+        )
+    return changes

@@ -21,6 +21,7 @@ from api.limits import BodySizeLimit
 from api.origin import SameOriginWrites, parse_origins
 from api.routes import alerts, gaps, handling, integrity, ops, overview, pages, readings, registry, session
 from api.routes.overview import SummaryCache
+from api.watchdog import Watchdog
 from core.settings import Settings
 from db.overview import refresh_mine_status
 from db.pool import open_pool
@@ -65,6 +66,17 @@ def create_app(
                     refresh_status_forever(app.state.pool, settings.summary_refresh_s), name="mine-status"
                 )
                 stack.callback(refresher.cancel)
+            if settings.watchdog_poll_s > 0:
+                watchdog = Watchdog(settings, app.state.pool)
+                app.state.watchdog = watchdog
+                task = asyncio.create_task(watchdog.run(), name="watchdog")
+
+                async def stop_watchdog() -> None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+                stack.push_async_callback(stop_watchdog)
             yield
 
     # The OpenAPI pages load Swagger UI and ReDoc from files shipped in a package, never a
@@ -126,6 +138,7 @@ def create_app(
         on_refusal=lambda which: refused.labels(f"streams_{which}").inc(),
     )
     app.state.summary_cache = SummaryCache()
+    app.state.watchdog = None
     for module in (session, registry, readings, alerts, handling, overview, integrity, gaps):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(ops.router, responses=ERROR_RESPONSES)

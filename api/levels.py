@@ -1,24 +1,20 @@
-"""Site levels by the GB 39496 roll-up (points → monitored item → site), from the open
-alerts of each point; the counts come from settings."""
+"""Facility levels by the GB 39496 roll-up (points → monitored item → facility), from the
+open alerts of each point; the rule comes from settings (analytics.facilities.rollup_rule)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from analytics.rollup import RollupCounts, SiteRollup, roll_up
+from analytics.rollup import RollupRule, SiteRollup, roll_up
 from core.model import MONITORING_ITEM, Level, SensorKind
-from core.settings import Settings
 
 
-def counts_of(settings: Settings) -> RollupCounts:
-    return RollupCounts(settings.rollup_blue_to_yellow, settings.rollup_yellow_to_orange, settings.rollup_orange_to_red)
-
-
-def site_rollups(rows: Iterable[Mapping[str, object]], counts: RollupCounts) -> dict[tuple[str, str], SiteRollup]:
-    """(mine code, site code) -> its roll-up, from rows of db.queries.point_levels."""
+def site_rollups(rows: Iterable[Mapping[str, object]], rule: RollupRule) -> dict[tuple[str, str], SiteRollup]:
+    """(mine code, facility code) -> the facility's roll-up, from rows of db.queries.point_levels
+    (a facility is a site, or the sites that share a registry facility code)."""
     points: dict[tuple[str, str], dict[str, dict[str, Level]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
         item = MONITORING_ITEM[SensorKind(str(r["kind"]))]
-        points[(str(r["mine_code"]), str(r["site_code"]))][item][str(r["sensor_code"])] = Level(int(str(r["level"])))
-    return {key: roll_up(items, site=key[1], point_counts=counts, item_counts=counts) for key, items in points.items()}
+        points[(str(r["mine_code"]), str(r["facility"]))][item][str(r["sensor_code"])] = Level(int(str(r["level"])))
+    return {key: roll_up(items, site=key[1], rule=rule) for key, items in points.items()}

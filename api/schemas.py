@@ -90,7 +90,11 @@ class Site(BaseModel):
     crest_elevation_m: float | None
     sensors: int
     worst_open_level: str | None
-    rollup: Rollup = Field(description="the site's level by the GB 39496 roll-up of its points' active alerts")
+    facility: str = Field(description="the facility the site belongs to (registry; default the site itself)")
+    rollup: Rollup = Field(
+        description="the level of the site's facility (all its sites) by the GB 39496 roll-up of its points' "
+        "active alerts"
+    )
 
 
 class RollupItem(BaseModel):
@@ -160,9 +164,13 @@ class Alert(BaseModel):
     id: int
     mine_code: str
     mine_name: str
-    site_code: str
-    sensor_code: str
-    sensor_kind: str
+    site_code: str = Field(description="the sensor's site; for a facility alert, its first site")
+    sensor_code: str | None = Field(description="none for an alert of no single sensor (see subject)")
+    sensor_kind: str | None
+    subject: str | None = Field(
+        description="what an alert of no single sensor is about: facility:<code> (the GB 39496 roll-up), "
+        "mine (all its monitoring offline) or analysis (the watchdog: alarms are not being computed)"
+    )
     region_code: str
     rule: str
     rule_version: int

@@ -82,7 +82,16 @@ class SiteDoc(_Strict):
     kind: SiteKind
     height_m: float | None = Field(default=None, gt=0, description="slope or dam height")
     crest_elevation_m: float | None = Field(default=None, description="dam crest, for freeboard")
+    facility: Code | None = Field(
+        default=None,
+        description="the facility this site belongs to for the GB 39496 roll-up (a tailings pond's dam, pond "
+        "and beach sites share one); default: the site is its own facility",
+    )
     sensors: list[SensorDoc] = Field(default_factory=list)
+
+    @property
+    def facility_code(self) -> str:
+        return self.facility or self.code
 
 
 class MineDoc(_Strict):
@@ -158,6 +167,7 @@ def _cross_checks(reg: RegistryDoc) -> list[str]:
             problems.append(f"regions[{i}] ({region.code}): its parent region {parent} is not listed")
     mine_codes: set[str] = set()
     site_codes: set[str] = set()
+    facility_mine: dict[str, str] = {}
     for m, mine in enumerate(reg.mines):
         where = f"mines[{m}] ({mine.code})"
         if mine.code in mine_codes:
@@ -173,6 +183,11 @@ def _cross_checks(reg: RegistryDoc) -> list[str]:
             if site.code in site_codes:
                 problems.append(f"{swhere}: site code is used twice (site codes are unique in the registry)")
             site_codes.add(site.code)
+            owner = facility_mine.setdefault(site.facility_code, mine.code)
+            if owner != mine.code:
+                problems.append(
+                    f"{swhere}: facility {site.facility_code} is also used in mine {owner} (a facility lies in one mine)"
+                )
             for n, sensor in enumerate(site.sensors):
                 problems.extend(_sensor_checks(f"{swhere}.sensors[{n}] ({sensor.code})", sensor))
                 if sensor.code in sensor_codes:

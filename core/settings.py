@@ -55,10 +55,16 @@ class Settings:
     mqtt_url: str | None = None
     data_dir: Path = Path(".slopewatch")
 
-    # GB 39496 roll-up: points at a level that raise their item (and items their site) one level.
+    # GB 39496 roll-up: points at a level that raise their item one level (0: that step off).
     rollup_blue_to_yellow: int = 4
     rollup_yellow_to_orange: int = 3
     rollup_orange_to_red: int = 2
+    #: Items → facility: convert (4 blue items count as 1 yellow, 3 yellow as 1 orange, 2 orange
+    #: make red; the standard's wording) or at_or_above (items count like points).
+    rollup_cross_item: str = "convert"
+    rollup_items_blue_to_yellow: int = 4
+    rollup_items_yellow_to_orange: int = 3
+    rollup_items_orange_to_red: int = 2
 
     # API
     api_host: str = "127.0.0.1"
@@ -118,6 +124,13 @@ class Settings:
     analysis_window_days: float = 30.0
     #: An alert comes down a level only after the lower level has held this long (measurement time).
     deescalate_dwell_s: float = 6 * 3600.0
+
+    # Watchdog over the analysis (run by the API process; docs/detection.md)
+    #: The analysis is dead or behind when its last heartbeat, or the newest reading it has
+    #: evaluated against the newest stored, is older than this: an alert is raised.
+    watchdog_max_lag_s: float = 600.0
+    #: How often the API checks the heartbeat and the mines' monitoring (0: never; tests).
+    watchdog_poll_s: float = 10.0
 
     # API
     #: How often each server-sent-events stream polls the change feed.
@@ -184,6 +197,20 @@ class Settings:
                 raise SettingsError(
                     f"SLOPEWATCH_API_ORIGINS: {origin!r} is not an origin like https://monitor.example.cn"
                 )
+        if self.rollup_cross_item not in ("convert", "at_or_above"):
+            raise SettingsError("SLOPEWATCH_ROLLUP_CROSS_ITEM must be convert or at_or_above")
+        for name in (
+            "rollup_blue_to_yellow",
+            "rollup_yellow_to_orange",
+            "rollup_orange_to_red",
+            "rollup_items_blue_to_yellow",
+            "rollup_items_yellow_to_orange",
+            "rollup_items_orange_to_red",
+        ):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"SLOPEWATCH_{name.upper()} must be 0 (off) or more")
+        if self.watchdog_max_lag_s <= 0 or self.watchdog_poll_s < 0:
+            raise SettingsError("SLOPEWATCH_WATCHDOG_MAX_LAG_S must be positive, SLOPEWATCH_WATCHDOG_POLL_S 0 or more")
         if bool(self.api_tls_cert) != bool(self.api_tls_key):
             raise SettingsError("set both SLOPEWATCH_API_TLS_CERT and SLOPEWATCH_API_TLS_KEY, or neither")
         for name in (

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
+
 from core.model import Level
 from db.pool import Conn
 
@@ -30,10 +32,27 @@ class Pending:
 
 
 @dataclass(frozen=True, slots=True)
+class Subject:
+    """What alerts belong to: a sensor, or (``sensor_id`` None) a subject of a mine that no
+    single sensor carries: ``facility:<code>`` (the GB 39496 roll-up), ``mine`` (its
+    monitoring is offline), ``analysis`` (the watchdog)."""
+
+    site_id: int
+    mine_id: int
+    region_code: str
+    sensor_id: int | None = None
+    subject: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.sensor_id is None) == (self.subject is None):
+            raise ValueError("an alert subject is a sensor or a named subject, not both or neither")
+
+
+@dataclass(frozen=True, slots=True)
 class AlertWrite:
     """The content of an alert at one evaluation."""
 
-    sensor_id: int
+    sensor_id: int | None
     site_id: int
     mine_id: int
     region_code: str
@@ -46,6 +65,7 @@ class AlertWrite:
     explanation_zh: str
     forecast_failure_at: datetime | None
     retroactive: bool
+    subject: str | None = None
 
 
 def ts(epoch_s: float) -> datetime:
@@ -58,6 +78,23 @@ async def open_alerts(conn: Conn, sensor_id: int) -> dict[str, OpenAlert]:
            WHERE sensor_id = $1 AND state <> 'closed'""",
         sensor_id,
     )
+    return _open(rows)
+
+
+async def open_alerts_of(conn: Conn, s: Subject) -> dict[str, OpenAlert]:
+    """The open alerts of a sensor or of a named subject, by rule."""
+    if s.sensor_id is not None:
+        return await open_alerts(conn, s.sensor_id)
+    rows = await conn.fetch(
+        """SELECT id, rule, level, peak_level, active, opened_at, updated_at FROM alert
+           WHERE mine_id = $1 AND subject = $2 AND sensor_id IS NULL AND state <> 'closed'""",
+        s.mine_id,
+        s.subject,
+    )
+    return _open(rows)
+
+
+def _open(rows: list[asyncpg.Record]) -> dict[str, OpenAlert]:
     return {
         r["rule"]: OpenAlert(
             r["id"], r["rule"], Level(r["level"]), Level(r["peak_level"]), r["active"], r["opened_at"], r["updated_at"]
@@ -72,6 +109,37 @@ async def pending_states(conn: Conn, sensor_id: int) -> dict[str, Pending]:
         r["rule"]: Pending(Level(r["pending_level"]) if r["pending_level"] is not None else None, r["pending_since"])
         for r in rows
     }
+
+
+async def pending_states_of(conn: Conn, s: Subject) -> dict[str, Pending]:
+    if s.sensor_id is not None:
+        return await pending_states(conn, s.sensor_id)
+    rows = await conn.fetch(
+        "SELECT rule, pending_level, pending_since FROM subject_rule_state WHERE mine_id = $1 AND subject = $2",
+        s.mine_id,
+        s.subject,
+    )
+    return {
+        r["rule"]: Pending(Level(r["pending_level"]) if r["pending_level"] is not None else None, r["pending_since"])
+        for r in rows
+    }
+
+
+async def set_pending_of(conn: Conn, s: Subject, rule: str, pending: Pending) -> None:
+    if s.sensor_id is not None:
+        await set_pending(conn, s.sensor_id, rule, pending)
+        return
+    await conn.execute(
+        """INSERT INTO subject_rule_state (mine_id, subject, rule, pending_level, pending_since)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (mine_id, subject, rule) DO UPDATE
+               SET pending_level = EXCLUDED.pending_level, pending_since = EXCLUDED.pending_since""",
+        s.mine_id,
+        s.subject,
+        rule,
+        int(pending.level) if pending.level is not None else None,
+        pending.since,
+    )
 
 
 async def set_pending(conn: Conn, sensor_id: int, rule: str, pending: Pending) -> None:
@@ -90,8 +158,8 @@ async def open_alert(conn: Conn, w: AlertWrite) -> int:
     alert_id: int = await conn.fetchval(
         """INSERT INTO alert (sensor_id, site_id, mine_id, region_code, rule, rule_version, level, peak_level,
                               opened_at, updated_at, evidence, explanation_en, explanation_zh,
-                              forecast_failure_at, retroactive)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $8, $9::jsonb, $10, $11, $12, $13) RETURNING id""",
+                              forecast_failure_at, retroactive, subject)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $8, $9::jsonb, $10, $11, $12, $13, $14) RETURNING id""",
         w.sensor_id,
         w.site_id,
         w.mine_id,
@@ -105,6 +173,7 @@ async def open_alert(conn: Conn, w: AlertWrite) -> int:
         w.explanation_zh,
         w.forecast_failure_at,
         w.retroactive,
+        w.subject,
     )
     await add_event(conn, alert_id, "opened", w.level, None, w)
     return alert_id

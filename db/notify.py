@@ -49,12 +49,15 @@ class AlertInfo:
     region_code: str
     site_code: str
     site_name: str
-    sensor_code: str
+    #: None for an alert of no single sensor; then ``subject`` says what it is about
+    sensor_code: str | None
     opened_at: datetime
     explanation_en: str
     explanation_zh: str
     #: the site's evacuation instruction (停产撤人) from the registry
     evacuation: str | None
+    #: 'facility:<code>', 'mine' or 'analysis' for an alert of no single sensor
+    subject: str | None = None
 
 
 class TargetExists(Exception):
@@ -182,11 +185,11 @@ async def candidates(conn: Conn, ladder_sizes: Sequence[int]) -> tuple[datetime,
            SELECT now() AS db_now, a.id, a.level, a.rule, a.stage, a.region_code, a.opened_at, a.explanation_en,
                   a.explanation_zh, a.level_since, a.acknowledged_at, a.done, m.code AS mine_code,
                   m.name AS mine_name, m.evacuation, si.code AS site_code, si.name AS site_name,
-                  se.code AS sensor_code
+                  se.code AS sensor_code, a.subject
            FROM a
            JOIN mine m ON m.id = a.mine_id
            JOIN site si ON si.id = a.site_id
-           JOIN sensor se ON se.id = a.sensor_id
+           LEFT JOIN sensor se ON se.id = a.sensor_id
            WHERE (a.acknowledged_at IS NULL AND cardinality(a.done) < ($1::int[])[a.level])
               OR (a.acknowledged_at < a.level_since AND NOT 'mine' = ANY(a.done))
            ORDER BY a.level DESC, a.id""",
@@ -206,6 +209,7 @@ async def candidates(conn: Conn, ladder_sizes: Sequence[int]) -> tuple[datetime,
                 site_code=r["site_code"],
                 site_name=r["site_name"],
                 sensor_code=r["sensor_code"],
+                subject=r["subject"],
                 opened_at=r["opened_at"],
                 explanation_en=r["explanation_en"],
                 explanation_zh=r["explanation_zh"],

@@ -38,13 +38,13 @@ START = FeedCursor(0, 0)
 _FEED = """
 SELECT e.xid::text::bigint AS xid, e.id, e.alert_id, e.kind, e.level, e.from_level, e.at, e.recorded_at,
        e.retroactive, e.actor, e.note, a.rule, a.stage, a.level AS alert_level, a.active, a.region_code,
-       m.code AS mine_code, m.name AS mine_name, si.code AS site_code, s.code AS sensor_code,
+       m.code AS mine_code, m.name AS mine_name, si.code AS site_code, s.code AS sensor_code, a.subject,
        CASE WHEN a.level = 4 THEN m.evacuation END AS evacuation
 FROM alert_event e
 JOIN alert a ON a.id = e.alert_id
 JOIN mine m ON m.id = a.mine_id
 JOIN site si ON si.id = a.site_id
-JOIN sensor s ON s.id = a.sensor_id
+LEFT JOIN sensor s ON s.id = a.sensor_id
 WHERE e.xid < pg_snapshot_xmin(pg_current_snapshot())
   AND (e.xid, e.id) > ($1::text::xid8, $2::bigint)
   AND a.region_code LIKE $3 || '%' AND ($4::text IS NULL OR m.code = $4)

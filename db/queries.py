@@ -62,6 +62,7 @@ async def mine(conn: Conn, code: str) -> asyncpg.Record | None:
 async def sites(conn: Conn, mine_code: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT s.code, s.name, s.kind, s.height_m, s.crest_elevation_m, m.code AS mine_code,
+                  coalesce(s.facility, s.code) AS facility,
                   (SELECT count(*) FROM sensor x WHERE x.site_id = s.id) AS sensors,
                   (SELECT max(a.level) FROM alert a WHERE a.site_id = s.id AND a.state <> 'closed') AS worst_open_level
            FROM site s JOIN mine m ON m.id = s.mine_id WHERE m.code = $1 ORDER BY s.code""",
@@ -184,8 +185,8 @@ SELECT a.id, a.rule, a.rule_version, a.level, a.peak_level, a.state, a.active, a
        a.responsible_person, a.measures, a.funds, a.handling_deadline, a.contingency_plan,
        (SELECT min(v.deadline) FROM alert_supervision v WHERE v.alert_id = a.id) AS supervision_deadline,
        s.code AS sensor_code, s.kind AS sensor_kind, si.code AS site_code, m.code AS mine_code, m.name AS mine_name,
-       CASE WHEN a.level = 4 THEN m.evacuation END AS evacuation
-FROM alert a JOIN sensor s ON s.id = a.sensor_id JOIN site si ON si.id = a.site_id JOIN mine m ON m.id = a.mine_id
+       CASE WHEN a.level = 4 THEN m.evacuation END AS evacuation, a.subject
+FROM alert a LEFT JOIN sensor s ON s.id = a.sensor_id JOIN site si ON si.id = a.site_id JOIN mine m ON m.id = a.mine_id
 """
 
 
@@ -283,11 +284,12 @@ async def point_levels(conn: Conn, *, prefix: str, mine_code: str | None) -> lis
         # first lets the planner hash the whole sensor table of a province.
         """WITH p AS MATERIALIZED (
                SELECT a.sensor_id, max(a.level) AS level FROM alert a
-               WHERE a.state <> 'closed' AND a.active AND a.rule NOT LIKE 'health.%'
+               WHERE a.state <> 'closed' AND a.active AND a.rule NOT LIKE 'health.%' AND a.sensor_id IS NOT NULL
                  AND a.region_code LIKE $1 || '%'
                GROUP BY a.sensor_id
            )
-           SELECT m.code AS mine_code, si.code AS site_code, s.code AS sensor_code, s.kind, p.level
+           SELECT m.code AS mine_code, si.code AS site_code, coalesce(si.facility, si.code) AS facility,
+                  s.code AS sensor_code, s.kind, p.level
            FROM sensor s JOIN p ON p.sensor_id = s.id
            JOIN site si ON si.id = s.site_id JOIN mine m ON m.id = s.mine_id
            WHERE s.id = ANY (ARRAY(SELECT sensor_id FROM p)) AND ($2::text IS NULL OR m.code = $2)""",

@@ -75,11 +75,12 @@ async def load_registry(conn: Conn, reg: RegistryDoc) -> LoadReport:
             )
             for site in mine.sites:
                 site_id = await conn.fetchval(
-                    """INSERT INTO site (code, mine_id, name, kind, height_m, crest_elevation_m)
-                       VALUES ($1, $2, $3, $4, $5, $6)
+                    """INSERT INTO site (code, mine_id, name, kind, height_m, crest_elevation_m, facility)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7)
                        ON CONFLICT (code) DO UPDATE SET mine_id = EXCLUDED.mine_id, name = EXCLUDED.name,
                            kind = EXCLUDED.kind, height_m = EXCLUDED.height_m,
-                           crest_elevation_m = EXCLUDED.crest_elevation_m, updated_at = now()
+                           crest_elevation_m = EXCLUDED.crest_elevation_m, facility = EXCLUDED.facility,
+                           updated_at = now()
                        RETURNING id""",
                     site.code,
                     mine_id,
@@ -87,6 +88,7 @@ async def load_registry(conn: Conn, reg: RegistryDoc) -> LoadReport:
                     site.kind.value,
                     site.height_m,
                     site.crest_elevation_m,
+                    site.facility,
                 )
                 rows = [
                     (

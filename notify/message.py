@@ -27,7 +27,10 @@ def build_payload(
     """The notification for one step of the ladder. A red one carries the evacuation order."""
     red = alert.level is Level.RED
     evacuation = alert.evacuation if red else None
-    where = f"{alert.mine_name} ({alert.mine_code}) / {alert.site_name} / {alert.sensor_code}"
+    if alert.sensor_code is not None:
+        where = f"{alert.mine_name} ({alert.mine_code}) / {alert.site_name} / {alert.sensor_code}"
+    else:
+        where = f"{alert.mine_name} ({alert.mine_code}) / {alert.subject}"
     head = f"[{alert.level.label_zh} {alert.level.label}]"
     if tier is Tier.MINE:
         kind, reason = "alert", "reached"
@@ -61,6 +64,7 @@ def build_payload(
             "region_code": alert.region_code,
             "site_code": alert.site_code,
             "sensor_code": alert.sensor_code,
+            "subject": alert.subject,
             "opened_at": alert.opened_at.isoformat(),
             "explanation_en": alert.explanation_en,
             "explanation_zh": alert.explanation_zh,

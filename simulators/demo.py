@@ -307,6 +307,8 @@ def _tailings_sites(rng: random.Random, code: str, name_zh: str, height: float, 
             "kind": SiteKind.DAM.value,
             "height_m": height,
             "crest_elevation_m": crest,
+            # the dam and the pond are one facility for the GB 39496 roll-up
+            "facility": code,
             "sensors": dam,
         },
         {
@@ -314,6 +316,7 @@ def _tailings_sites(rng: random.Random, code: str, name_zh: str, height: float, 
             "name": "库区 pond",
             "kind": SiteKind.POND.value,
             "crest_elevation_m": crest,
+            "facility": code,
             "sensors": pond,
         },
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Query, Request, Response
@@ -17,6 +17,7 @@ from api.deps import ConnDep, MetricsDep, PoolDep
 from api.errors import BadRequest
 from api.routes.registry import Cursor
 from api.schemas import DeadLetter, Health, Page, decode_cursor, encode_cursor
+from api.watchdog import Watchdog
 from core.wire import RejectReason
 from db import queries
 
@@ -25,9 +26,25 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health", response_model=Health, summary="Liveness: the process answers")
-async def health() -> Health:
-    return Health(status="ok")
+def _watchdog(request: Request) -> dict[str, Any]:
+    """The watchdog's last judgement of the analysis (api/watchdog.py), without a query."""
+    dog: Watchdog | None = request.app.state.watchdog
+    if dog is None:
+        return {"analysis": "not watched by this process (SLOPEWATCH_WATCHDOG_POLL_S=0)"}
+    if dog.status is None:
+        return {"analysis": "starting"}
+    return dog.status.as_dict()
+
+
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Liveness: the process answers; detail.watchdog: is the analysis alive and keeping up",
+)
+async def health(request: Request) -> Health:
+    # Always 200 while this process answers: a dead analysis is an alarm, not a reason to
+    # restart (or take out of service) the API that shows it.
+    return Health(status="ok", detail={"watchdog": _watchdog(request)})
 
 
 @router.get(
@@ -47,7 +64,9 @@ async def ready(request: Request, pool: PoolDep) -> Response:
         if is_recent_admin(request):
             detail["error"] = repr(exc)
         return JSONResponse(Health(status="unavailable", detail=detail).model_dump(), status_code=503)
-    return JSONResponse(Health(status="ok", detail={"schema_version": version}).model_dump())
+    return JSONResponse(
+        Health(status="ok", detail={"schema_version": version, "watchdog": _watchdog(request)}).model_dump()
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

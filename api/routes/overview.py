@@ -18,12 +18,13 @@ from pydantic import BaseModel, Field
 from starlette.types import Receive, Send
 from starlette.types import Scope as ASGIScope
 
-from analytics.rollup import RollupCounts
+from analytics.facilities import rollup_rule
+from analytics.rollup import RollupRule
 from api.auth import Principal, PrincipalDep, Scope, authenticate, narrow, still_valid
 from api.caps import Caps
 from api.deps import ConnDep, SettingsDep, borrow
 from api.errors import BadRequest
-from api.levels import counts_of, site_rollups
+from api.levels import site_rollups
 from api.scope import MineQuery, RegionQuery
 from core.model import Level, region_level_of
 from core.settings import Settings
@@ -57,7 +58,8 @@ class FeedEvent(BaseModel):
     mine_code: str
     mine_name: str
     site_code: str
-    sensor_code: str
+    sensor_code: str | None = Field(description="none for an alert of no single sensor (see subject)")
+    subject: str | None = Field(description="facility:<code>, mine or analysis for an alert of no single sensor")
     evacuation: str | None = Field(description="停产撤人 instruction while the alert is red")
 
 
@@ -282,7 +284,7 @@ def _child_code(region_code: str, scope: Scope) -> str:
     return region_code
 
 
-def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str, counts: RollupCounts) -> Summary:
+def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str, rule: RollupRule) -> Summary:
     by_mine: dict[int, dict[str, int]] = {}
     by_level = LevelCounts()
     by_stage = dict.fromkeys(STAGES, 0)
@@ -300,7 +302,7 @@ def build_summary(rows: overview.SummaryRows, scope: Scope, scope_name: str, cou
         total_open += r["n"]
     region_names = {r["code"]: r["name"] for r in rows.regions}
     rolled: dict[str, int] = {}
-    for (mine_code, _site), site in site_rollups([dict(p) for p in rows.points], counts).items():
+    for (mine_code, _site), site in site_rollups([dict(p) for p in rows.points], rule).items():
         rolled[mine_code] = max(rolled.get(mine_code, 0), int(site.level))
     statuses: list[tuple[int, int, str, asyncpg.Record]] = []
     nodes: dict[str, dict[str, Any]] = {}
@@ -415,7 +417,7 @@ async def summary(
         caps: Caps = request.app.state.expensive_caps
         with caps.hold(who.token_id):
             rows = await overview.summary_rows(conn, prefix=scope.prefix, mine_code=scope.mine_code)
-        body = build_summary(rows, scope, name, counts_of(settings))
+        body = build_summary(rows, scope, name, rollup_rule(settings))
         # The ETag covers the picture, not when it was taken, so an unchanged picture is a 304.
         payload = body.model_dump(mode="json", exclude={"generated_at": True, "sensors": {"as_of"}})
         etag = '"' + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32] + '"'

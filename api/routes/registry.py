@@ -8,10 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from analytics.facilities import rollup_rule
 from api.auth import PrincipalDep, narrow, visible_mine
 from api.deps import ConnDep, SettingsDep
 from api.errors import NotFound
-from api.levels import counts_of, site_rollups
+from api.levels import site_rollups
 from api.schemas import Mine, Page, Region, Rollup, RollupItem, Sensor, Site, decode_cursor, encode_cursor
 from api.scope import MineQuery, RegionQuery
 from core.model import Level, MineKind, SensorKind, region_prefix
@@ -75,10 +76,10 @@ async def get_mine(conn: ConnDep, who: PrincipalDep, mine: CodePath) -> Mine:
 async def list_sites(conn: ConnDep, who: PrincipalDep, settings: SettingsDep, mine: CodePath) -> list[Site]:
     await visible_mine(conn, who, mine)
     points = [dict(r) for r in await queries.point_levels(conn, prefix="", mine_code=mine)]
-    rollups = site_rollups(points, counts_of(settings))
+    rollups = site_rollups(points, rollup_rule(settings))
     out = []
     for r in await queries.sites(conn, mine):
-        rolled = rollups.get((mine, r["code"]))
+        rolled = rollups.get((mine, r["facility"]))
         level = Rollup(
             level=rolled.level.label if rolled else "none",
             reason_en=rolled.site.reason_en if rolled else "no point has an active alert",

@@ -206,7 +206,7 @@ async def test_sites_and_summary_carry_the_gb39496_rollup(ctx: Ctx) -> None:
     east = next(s for s in sites if s["code"] == "M1-E")
     assert east["worst_open_level"] == "orange"
     assert east["rollup"]["level"] == "red"
-    assert east["rollup"]["reason_en"] == "2 items at orange or above → red"
+    assert east["rollup"]["reason_en"] == "2 items at orange → red"  # the cross-item conversion
     assert sorted((i["item"], i["level"]) for i in east["rollup"]["items"]) == [
         ("rainfall", "orange"),
         ("surface_displacement", "orange"),

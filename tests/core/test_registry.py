@@ -66,3 +66,18 @@ def test_region_prefixes() -> None:
     assert region_prefix("220000") == "22"
     assert region_prefix("220100") == "2201"
     assert region_prefix("220102") == "220102"
+
+
+def test_sites_share_a_facility_within_one_mine_only() -> None:
+    import copy
+
+    from tests.conftest import small_registry_doc
+
+    doc = small_registry_doc()
+    reg = parse_registry(doc)
+    assert reg.mines[0].sites[0].facility_code == "M1-E"  # default: the site itself
+    joined = copy.deepcopy(doc)
+    joined["mines"][1]["sites"][0]["facility"] = "M1-E"  # type: ignore[index]
+    with pytest.raises(RegistryError) as info:
+        parse_registry(joined)
+    assert any("facility M1-E is also used in mine M1" in p for p in info.value.problems)

@@ -33,6 +33,7 @@ async def test_migrate_is_idempotent_and_detects_flavour(db_dsn: str) -> None:
         "009_notify",
         "010_mine_status",
         "011_api_session",
+        "020_rollup_watchdog",
     )
     assert again.applied == ()
     assert again.already == len(first.applied)

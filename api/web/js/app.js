@@ -109,7 +109,28 @@ async function logout() {
   window.location.hash = "#/login";
 }
 
+/** The banner on every page while the watchdog says the analysis is dead or behind
+ * (or mines' monitoring is offline); /health needs no login, so it shows on the login page too. */
+async function watchdogBanner() {
+  const banner = document.getElementById("watchdog");
+  try {
+    const resp = await fetch("/health", { cache: "no-store" });
+    const dog = (await resp.json()).detail?.watchdog ?? {};
+    const parts = [];
+    if (dog.analysis === "dead") parts.push(t("watchdog_dead"));
+    else if (dog.analysis === "behind") parts.push(`${t("watchdog_behind")} (${Math.round(dog.backlog_s)} s)`);
+    if (dog.mines_offline?.length) parts.push(`${t("watchdog_offline")}: ${dog.mines_offline.join(", ")}`);
+    banner.textContent = parts.join(" · ");
+    banner.dataset.state = dog.analysis ?? "";
+    banner.hidden = parts.length === 0;
+  } catch {
+    // the API itself is unreachable: the live-state indicator says so
+  }
+}
+
 async function boot() {
+  watchdogBanner();
+  setInterval(watchdogBanner, 5000);
   document.getElementById("lang").addEventListener("click", () => {
     setLang(lang === "zh" ? "en" : "zh");
     renderHeader();

@@ -35,7 +35,7 @@ export function alertCard(alert, { fresh = false, showMine = true } = {}) {
     h(
       "h3",
       {},
-      h("a", { href: `#/alert/${alert.id}` }, showMine ? `${alert.mine_name} · ` : "", `${alert.site_code} · ${alert.sensor_code} · ${ruleText(alert.rule)}`),
+      h("a", { href: `#/alert/${alert.id}` }, showMine ? `${alert.mine_name} · ` : "", `${alert.site_code} · ${alert.sensor_code ?? alert.subject} · ${ruleText(alert.rule)}`),
     ),
     h("p.explanation", {}, explanation(alert, lang)),
     forecast ? h("p.forecast", {}, `${t("forecast")}: ${fmtTime(forecast)}`) : null,

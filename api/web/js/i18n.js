@@ -7,6 +7,9 @@ export const TIME_ZONE = "Asia/Shanghai";
 const TEXT = {
   zh: {
     title: "边坡与尾矿库监测",
+    watchdog_dead: "分析服务已停止：当前不计算任何预警，请人工查看数据并加强巡查",
+    watchdog_behind: "分析服务滞后：预警将延迟",
+    watchdog_offline: "在线监测中断的矿山",
     login: "登录",
     login_hint: "请输入监管或监控令牌（由管理员通过 slopewatch token create 发放）",
     token: "令牌",
@@ -120,6 +123,9 @@ const TEXT = {
     view: "查看",
   },
   en: {
+    watchdog_dead: "Analysis is not running: no alarm is being computed; watch the readings and patrol by hand",
+    watchdog_behind: "Analysis is behind: alarms come late",
+    watchdog_offline: "Mines whose monitoring is offline",
     title: "Slope and tailings monitoring",
     login: "Log in",
     login_hint: "Enter your monitoring or supervision token (issued with slopewatch token create)",

@@ -80,7 +80,7 @@ function announce(event) {
     flash,
     h("span.icon", { "aria-hidden": "true" }, LEVEL_ICON[level]),
     h("strong", {}, ` ${t("new_alert")}: ${levelText(level)} `),
-    `${event.mine_name} · ${event.site_code} · ${event.sensor_code} · ${event.rule} · ${eventText(event.kind)} · ${fmtTime(event.at)}`,
+    `${event.mine_name} · ${event.site_code} · ${event.sensor_code ?? event.subject} · ${event.rule} · ${eventText(event.kind)} · ${fmtTime(event.at)}`,
     event.evacuation && level === "red" ? h("strong.evac", {}, ` ${evacuationText(event.evacuation)}`) : null,
     " ",
     h("a", { href: `#/alert/${event.alert_id}` }, t("view")),

@@ -109,7 +109,7 @@ export async function renderAlert(main, [id], { me, setCrumbs, isCurrent }) {
         `div.alert-head.lvl-border-${alert.level}`,
         { dataset: { alertId: alert.id, level: alert.level, stage: alert.stage } },
         h("div.row", {}, levelBadge(alert.level, { big: true }), stageBadge(alert.stage), h("span.tag", {}, alert.active ? t("active") : t("inactive")), alert.retroactive ? h("span.tag", {}, t("retroactive")) : null),
-        h("h1", {}, `#${alert.id} ${alert.mine_name} · ${alert.site_code} · `, h("a", { href: sensorHref }, alert.sensor_code), ` · ${ruleText(alert.rule)}`),
+        h("h1", {}, `#${alert.id} ${alert.mine_name} · ${alert.site_code} · `, alert.sensor_code ? h("a", { href: sensorHref }, alert.sensor_code) : alert.subject, ` · ${ruleText(alert.rule)}`),
         h("p.explanation.big", {}, explanation(alert, lang)),
         h("p.muted", {}, lang === "en" ? alert.explanation_zh : alert.explanation_en),
         alert.forecast_failure_at

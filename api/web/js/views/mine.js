@@ -41,10 +41,12 @@ export async function renderMine(main, [code], { me, setCrumbs, isCurrent }) {
     if (!alive) return;
     const worst = new Map();
     for (const a of open) {
+      if (!a.sensor_code) continue; // facility, mine and watchdog alerts belong to no sensor
       const prev = worst.get(a.sensor_code) ?? "none";
       if (LEVEL_ORDER.indexOf(a.level) > LEVEL_ORDER.indexOf(prev)) worst.set(a.sensor_code, a.level);
     }
-    const mineWorst = [...worst.values()].reduce((acc, lv) => (LEVEL_ORDER.indexOf(lv) > LEVEL_ORDER.indexOf(acc) ? lv : acc), "none");
+    // The mine's level counts its facility (GB 39496 roll-up) and monitoring alerts too.
+    const mineWorst = open.map((a) => a.level).reduce((acc, lv) => (LEVEL_ORDER.indexOf(lv) > LEVEL_ORDER.indexOf(acc) ? lv : acc), "none");
     fill(levelBox, levelBadge(mineWorst, { big: true }));
     fill(
       sitesBox,
