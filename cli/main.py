@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -69,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("file", type=Path)
     check = reg_sub.add_parser("check", help="validate FILE only")
     check.add_argument("file", type=Path)
+    move = reg_sub.add_parser(
+        "move", help="move MINE (and its alerts) to REGION of the region tree; recorded as an audited event"
+    )
+    move.add_argument("mine")
+    move.add_argument("region", help="GB/T 2260 code of the county (or city, province) the mine now belongs to")
 
     dbp = add("db", "database maintenance")
     db_sub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -188,7 +194,14 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
+def _actor(what: str) -> str:
+    """Who is acting, for audited registry events: the operating-system user and the command."""
+    return f"{getpass.getuser()} via slopewatch {what}"
+
+
 async def _registry(args: argparse.Namespace, settings: Settings) -> int:
+    if args.registry_command == "move":
+        return await _move(args, settings)
     reg = load_registry(args.file)
     summary = ", ".join(f"{v} {k}" for k, v in registry_summary(reg).items())
     if args.registry_command == "check":
@@ -198,7 +211,7 @@ async def _registry(args: argparse.Namespace, settings: Settings) -> int:
         await prepare_database(dsn, settings)
         conn = await connect(dsn, settings)
         try:
-            report = await store_registry(conn, reg)
+            report = await store_registry(conn, reg, actor=_actor(f"registry load {args.file}"))
         finally:
             await conn.close()
     print(f"{args.file}: loaded ({summary})")
@@ -206,6 +219,29 @@ async def _registry(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"note: {len(report.not_in_file)} sensor(s) in the database are not in this file and were left as they are: "
             + ", ".join(report.not_in_file[:20])
+        )
+    return 0
+
+
+async def _move(args: argparse.Namespace, settings: Settings) -> int:
+    from db.registry import MoveError, move_mine
+
+    with runtime.database(settings) as dsn:
+        await prepare_database(dsn, settings)
+        conn = await connect(dsn, settings)
+        try:
+            moved = await move_mine(conn, args.mine, args.region, actor=_actor(f"registry move {args.mine}"))
+        except MoveError as exc:
+            print(f"slopewatch registry move: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await conn.close()
+    if moved is None:
+        print(f"mine {args.mine} is already in region {args.region}; nothing moved")
+    else:
+        print(
+            f"mine {moved.mine_code} moved from {moved.from_region} to {moved.to_region} "
+            f"with {moved.open_alerts} open alert(s) (move {moved.id}, {moved.moved_at.isoformat()})"
         )
     return 0
 
