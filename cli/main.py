@@ -15,8 +15,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from analytics.worker import AnalysisMetrics, AnalysisWorker
 from api.app import create_app
 from cli import runtime
+from core.headsign import KeyFileError
 from core.registry import RegistryError, load_registry, registry_summary
 from core.settings import Settings, SettingsError
+from db.heads import HeadsFileError
 from db.integrity import run_sealer
 from db.migrate import MigrationError, apply_policies, migrate
 from db.pool import DatabaseUnavailable, connect, open_pool
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     integrity.add_verify_arguments(add("verify", "prove stored readings against their hash chains (exit 1 if not)"))
     integrity.add_seal_arguments(add("seal", "seal pending readings into the hash chains (once, or --follow)"))
+    integrity.add_keygen_arguments(add("keygen", "make the Ed25519 key pair with which the sealer signs chain heads"))
     from cli import notify
 
     notify.add_arguments(add("notify", "notification targets (webhook, e-mail, SMS), delivery log, test receiver"))
@@ -118,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatabaseUnavailable, MigrationError, RegistryError) as exc:
         print(f"slopewatch: {exc}", file=sys.stderr)
         return 1
+    except (KeyFileError, HeadsFileError) as exc:
+        print(f"slopewatch {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -142,6 +148,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from cli import notify
 
         return await notify.dispatch(args, settings)
+    if command == "keygen":
+        from cli import integrity
+
+        return integrity.run_keygen(args)
     if command in ("verify", "seal"):
         from cli import integrity
 
@@ -273,6 +283,9 @@ async def _ingest(settings: Settings) -> int:
 
 
 async def _analyze(settings: Settings) -> int:
+    from cli.integrity import sealer_outputs
+
+    signer, heads_file = sealer_outputs(settings)
     registry = CollectorRegistry()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
@@ -286,7 +299,7 @@ async def _analyze(settings: Settings) -> int:
                 make=lambda: [
                     ("analyze", worker.run(), worker.stop),
                     ("notify", notifier.run(), notifier.stop),
-                    ("seal", run_sealer(pool, seal_stop), seal_stop.set),
+                    ("seal", run_sealer(pool, seal_stop, signer=signer, heads_file=heads_file), seal_stop.set),
                 ],
             )
 
