@@ -81,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     dbp = add("db", "database maintenance")
     db_sub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
+    login = db_sub.add_parser(
+        "login-user",
+        help="create (or set the password of) a service's LOGIN user in its group role (run as the owner)",
+    )
+    login.add_argument("name", help="the user name, e.g. slopewatch_ingest_1")
+    login.add_argument("--service", required=True, choices=("ingest", "analyze", "api"))
+    login.add_argument(
+        "--password-env",
+        metavar="VAR",
+        required=True,
+        help="environment variable holding the password (never on the command line)",
+    )
 
     from cli import tokens
 
@@ -137,6 +149,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if command == "registry":
         return await _registry(args, settings)
     if command == "db":
+        if args.db_command == "login-user":
+            return await _login_user(args, settings)
         return await _migrate(settings)
     if command == "token":
         from cli import tokens
@@ -207,6 +221,32 @@ async def _migrate(settings: Settings) -> int:
 def _actor(what: str) -> str:
     """Who is acting, for audited registry events: the operating-system user and the command."""
     return f"{getpass.getuser()} via slopewatch {what}"
+
+
+async def _login_user(args: argparse.Namespace, settings: Settings) -> int:
+    from db.roles import LoginError, check_login, ensure_login
+
+    password = os.environ.get(args.password_env)
+    if not password:
+        print(f"slopewatch db login-user: environment variable {args.password_env} is not set", file=sys.stderr)
+        return 2
+    try:
+        check_login(args.name, args.service, password)
+    except LoginError as exc:
+        print(f"slopewatch db login-user: {exc}", file=sys.stderr)
+        return 2
+    with runtime.database(settings) as dsn:
+        await prepare_database(dsn, settings)
+        conn = await connect(dsn, settings)
+        try:
+            created = await ensure_login(conn, args.name, args.service, password)
+        except LoginError as exc:
+            print(f"slopewatch db login-user: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await conn.close()
+    print(f"{'created' if created else 'updated'} login {args.name} in slopewatch_{args.service}")
+    return 0
 
 
 async def _registry(args: argparse.Namespace, settings: Settings) -> int:

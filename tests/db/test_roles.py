@@ -289,3 +289,68 @@ async def test_migrating_many_databases_at_once_with_the_roles_in_place(pg_root_
         for name in names:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_login_users_are_made_by_the_owner_in_one_service_role(deployment: Deployment, tmp_path: Path) -> None:
+    from tests.integrity.test_signed_heads import cli, one_line_error
+
+    name = f"t_login_{uuid.uuid4().hex[:8]}"
+    password = "correct horse battery staple"
+    try:
+        made = await asyncio.to_thread(
+            cli, tmp_path, "db", "login-user", name, "--service", "ingest", "--password-env", "PW",
+            dsn=deployment.owner, PW=password,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        assert made.stdout.strip() == f"created login {name} in slopewatch_ingest"
+        moved = await asyncio.to_thread(
+            cli, tmp_path, "db", "login-user", name, "--service", "api", "--password-env", "PW",
+            dsn=deployment.owner, PW=password + "!",
+        )  # fmt: skip
+        assert moved.stdout.strip() == f"updated login {name} in slopewatch_api"
+        conn = await asyncpg.connect(as_user(deployment.owner, name, password + "!"))
+        try:
+            member = await conn.fetch(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY($1) AND pg_has_role(current_user, oid, 'MEMBER')",
+                list(SERVICES),
+            )
+            assert [r["rolname"] for r in member] == ["slopewatch_api"]
+        finally:
+            await conn.close()
+        one_line_error(
+            await asyncio.to_thread(
+                cli,
+                tmp_path,
+                "db",
+                "login-user",
+                name,
+                "--service",
+                "api",
+                "--password-env",
+                "NOPE",
+                dsn=deployment.owner,
+            ),
+            "environment variable NOPE is not set",
+        )
+        one_line_error(
+            await asyncio.to_thread(
+                cli,
+                tmp_path,
+                "db",
+                "login-user",
+                "slopewatch_api",
+                "--service",
+                "api",
+                "--password-env",
+                "PW",
+                dsn=deployment.owner,
+                PW=password,
+            ),
+            "is not a usable user name",
+        )
+    finally:
+        admin = await asyncpg.connect(deployment.owner)
+        try:
+            await admin.execute(f"DROP ROLE IF EXISTS {name}")
+        finally:
+            await admin.close()
