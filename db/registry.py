@@ -43,6 +43,12 @@ class SensorRow:
     crest_elevation_m: float | None
 
 
+#: A move locks the mine, then its alerts; the analysis may hold an alert of that mine and
+#: then want the mine's share lock for a new alert. PostgreSQL aborts one of the two; the
+#: analysis retries its batch by itself, a move is retried here.
+_DEADLOCK_RETRIES = 3
+
+
 async def load_registry(conn: Conn, reg: RegistryDoc, *, actor: str | None = None) -> LoadReport:
     """Upsert every region, mine, site and sensor of ``reg`` by code, in one transaction.
 
@@ -50,6 +56,16 @@ async def load_registry(conn: Conn, reg: RegistryDoc, *, actor: str | None = Non
     readings and alerts are evidence that must stay. A mine whose region changed moves,
     with its alerts, and the move is recorded with ``actor`` (migration 013).
     """
+    for attempt in range(_DEADLOCK_RETRIES):
+        try:
+            return await _load(conn, reg, actor)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == _DEADLOCK_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _load(conn: Conn, reg: RegistryDoc, actor: str | None) -> LoadReport:
     async with conn.transaction():
         await _set_actor(conn, actor)
         # Parents first: sort by level so a city never precedes its province.
@@ -203,6 +219,16 @@ async def _set_actor(conn: Conn, actor: str | None) -> None:
 async def move_mine(conn: Conn, mine_code: str, region_code: str, *, actor: str) -> Move | None:
     """Move a mine to another node of the region tree; its alerts follow it in the same
     transaction. Returns the recorded move, or None if the mine is already there."""
+    for attempt in range(_DEADLOCK_RETRIES):
+        try:
+            return await _move_once(conn, mine_code, region_code, actor)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == _DEADLOCK_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _move_once(conn: Conn, mine_code: str, region_code: str, actor: str) -> Move | None:
     async with conn.transaction():
         await _set_actor(conn, actor)
         if await conn.fetchval("SELECT level FROM region WHERE code = $1", region_code) is None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -218,3 +219,37 @@ async def test_moves_are_refused_for_unknown_codes_and_a_copy_cannot_drift(ctx: 
         await conn.execute("UPDATE alert SET region_code = $2 WHERE id = $1", ctx.alert, COUNTY_B)
         assert await conn.fetchval("SELECT region_code FROM alert WHERE id = $1", ctx.alert) == COUNTY_A
         assert await conn.fetchval("SELECT count(*) FROM mine_move") == 0
+
+
+async def test_a_move_that_deadlocks_with_the_analysis_is_retried(ctx: Ctx) -> None:
+    """The analysis holds an alert of the mine and then opens another (share lock on the
+    mine) while a move holds the mine and waits for that alert: PostgreSQL aborts the
+    waiter that detects it (the move, waiting longest) and the move is retried."""
+    async with ctx.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """SELECT s.id, s.site_id, s.mine_id FROM sensor s JOIN mine m ON m.id = s.mine_id
+               WHERE s.code = 'GN01' AND m.code = 'M1'"""
+        )
+    write = store.AlertWrite(
+        sensor_id=row["id"], site_id=row["site_id"], mine_id=row["mine_id"], region_code=COUNTY_A, rule="second",
+        rule_version=1, level=Level.YELLOW, at=T0, evidence={}, explanation_en="x", explanation_zh="x",
+        forecast_failure_at=None, retroactive=False,
+    )  # fmt: skip
+    async with ctx.pool.acquire() as worker, ctx.pool.acquire() as mover:
+        tx = worker.transaction()
+        await tx.start()
+        current = (await store.open_alerts(worker, row["id"]))["threshold.test"]
+        await store.update_alert(worker, current, dataclasses.replace(write, rule="threshold.test"), kind=None)
+        moving = asyncio.create_task(move_mine(mover, "M1", COUNTY_B, actor="test"))
+        await asyncio.sleep(0.3)
+        assert not moving.done()
+        second = await store.open_alert(worker, write)  # deadlock: the move is aborted, then waits again
+        await tx.commit()
+        moved = await asyncio.wait_for(moving, 10)
+    assert moved is not None
+    assert moved.open_alerts == 2
+    async with ctx.pool.acquire() as conn:
+        regions = await conn.fetch(
+            "SELECT id, region_code FROM alert WHERE id = ANY($1) ORDER BY id", [ctx.alert, second]
+        )
+    assert [r["region_code"] for r in regions] == [COUNTY_B, COUNTY_B]
