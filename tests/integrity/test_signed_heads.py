@@ -22,7 +22,7 @@ from api.app import create_app
 from core import headsign
 from core.registry import parse_registry
 from core.settings import Settings
-from db import heads
+from db import heads, integrity
 from db.integrity import seal_pass
 from db.pool import open_pool
 from db.registry import load_registry
@@ -222,8 +222,17 @@ async def test_the_heads_file_resumes_after_a_torn_line_without_duplicates(seale
     signer = headsign.load_private_key(sealed.key)
     assert (await seal_pass(sealed.pool, SEAL_ALL, signer=signer)).signed == 1
     assert await heads.publish(sealed.pool, out) == 1
+    # A correction (through the API, which has no key) makes a new head: signed at the next pass.
+    async with sealed.pool.acquire() as conn:
+        await integrity.record_correction(
+            conn, sealed.sid, channel=None, ts_from=T0, ts_to=T0 + timedelta(hours=1), action="invalidate",
+            reason="prism knocked", actor="operator",
+        )  # fmt: skip
+    assert (await seal_pass(sealed.pool, SEAL_ALL, signer=signer)).signed == 1
+    assert (await seal_pass(sealed.pool, SEAL_ALL, signer=signer)).signed == 0
+    assert await heads.publish(sealed.pool, out) == 1
     seqs = [json.loads(line)["seq"] for line in sealed.heads_file.read_text().splitlines()]
-    assert seqs == [10, 20, 24, 26]
+    assert seqs == [10, 20, 24, 26, 27]
 
 
 async def test_bad_keys_and_archives_are_one_line_errors(sealed: Sealed, tmp_path: Path) -> None:
