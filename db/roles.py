@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import asyncpg
+
 from db.pool import Conn
 
 SERVICE_ROLES = {"ingest": "slopewatch_ingest", "analyze": "slopewatch_analyze", "api": "slopewatch_api"}
@@ -31,6 +33,16 @@ async def ensure_login(conn: Conn, name: str, service: str, password: str) -> bo
     """Create (or update the password of) LOGIN user ``name`` in the service's group role,
     and nothing else; returns True if it was created. Run as the owner (CREATEROLE)."""
     group = check_login(name, service, password)
+    try:
+        return await _ensure(conn, name, group, password)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise LoginError(
+            f"this database user may not make logins in {group} ({exc.message}); as a superuser run "
+            f"GRANT {group} TO <this user> WITH ADMIN OPTION, or run this command as a superuser"
+        ) from None
+
+
+async def _ensure(conn: Conn, name: str, group: str, password: str) -> bool:
     async with conn.transaction():
         if not await conn.fetchval("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", group):
             raise LoginError(f"role {group} does not exist: run `slopewatch db migrate` first")

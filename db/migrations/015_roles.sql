@@ -41,7 +41,21 @@ GRANT SELECT ON region, mine, site, sensor TO slopewatch_ingest, slopewatch_anal
 -- Ingest: inserts readings (never updates or deletes them), keeps the newest values and the
 -- dirty marks (whose trigger feeds seal_pending), and keeps what it rejects.
 GRANT INSERT ON reading TO slopewatch_ingest;
-GRANT SELECT (sensor_id, channel, ts) ON reading TO slopewatch_ingest;  -- ON CONFLICT reads the key
+-- ON CONFLICT reads the key columns. TimescaleDB copies a hypertable's grants onto its
+-- compressed table, which has other columns and refuses a column grant: there ingest may
+-- read the readings (still never change them).
+DO $$
+BEGIN
+    IF to_regclass('_timescaledb_catalog.hypertable') IS NOT NULL THEN
+        IF EXISTS (SELECT FROM _timescaledb_catalog.hypertable WHERE schema_name = 'public' AND table_name = 'reading')
+        THEN
+            GRANT SELECT ON reading TO slopewatch_ingest;
+            RETURN;
+        END IF;
+    END IF;
+    GRANT SELECT (sensor_id, channel, ts) ON reading TO slopewatch_ingest;
+END
+$$;
 GRANT SELECT, INSERT, UPDATE ON sensor_latest, sensor_dirty, seal_pending TO slopewatch_ingest;
 GRANT INSERT ON dead_letter TO slopewatch_ingest;
 GRANT USAGE ON SEQUENCE dead_letter_id_seq TO slopewatch_ingest;

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 
 from db.migrate import migrate
+from db.roles import SERVICE_ROLES
 
 
 def as_user(dsn: str, user: str, password: str) -> str:
@@ -59,6 +60,13 @@ async def owned_database(root_dsn: str) -> AsyncIterator[str]:
         admin = await asyncpg.connect(root_dsn)
         try:
             await admin.execute(f'CREATE DATABASE "{db}" OWNER {owner}')
+            # The group roles are cluster-wide: an earlier test may have made them as the
+            # superuser. Then, as in a deployment where an administrator made them, the owner
+            # needs ADMIN on them to make logins (PostgreSQL 16+).
+            for role in SERVICE_ROLES.values():
+                with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+                    await admin.execute(f"CREATE ROLE {role} NOLOGIN")
+                await admin.execute(f"GRANT {role} TO {owner} WITH ADMIN OPTION")
         finally:
             await admin.close()
         dsn = as_user(with_database(root_dsn, db), owner, password)
