@@ -62,7 +62,8 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="JSON lines of signed heads archived outside the database (the sealer's SLOPEWATCH_HEADS_FILE, or "
-        "GET /api/v1/integrity/signed-heads items): each must verify with the public key and still be in its chain",
+        "pages of GET /api/v1/integrity/signed-heads, one per line): each must verify with the public key and still "
+        "be in its chain",
     )
 
 
@@ -109,16 +110,29 @@ def load_archived_heads(path: Path, *, mine: str | None, sensor: str | None) -> 
                 if not line.strip():
                     continue
                 try:
-                    h = headsign.parse_line(line)
+                    found = _heads_of_line(line)
                 except HeadFormatError as exc:
                     raise ArchiveError(f"{path} line {n}: {exc}") from None
-                if (mine is None or h.mine_code == mine) and (sensor is None or h.sensor_code == sensor):
-                    out.setdefault((h.mine_code, h.sensor_code), []).append(h)
+                for h in found:
+                    if (mine is None or h.mine_code == mine) and (sensor is None or h.sensor_code == sensor):
+                        out.setdefault((h.mine_code, h.sensor_code), []).append(h)
     except OSError as exc:
         raise ArchiveError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ArchiveError(f"{path} is not UTF-8 text") from None
     return out
+
+
+def _heads_of_line(line: str) -> list[SignedHead]:
+    """One signed head (a line of the heads file), or a saved page of
+    GET /api/v1/integrity/signed-heads (``{"items": [...]}`` on one line)."""
+    try:
+        doc = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise HeadFormatError(f"not JSON ({exc.msg})") from None
+    if isinstance(doc, dict) and isinstance(doc.get("items"), list):
+        return [SignedHead.from_json(item) for item in doc["items"]]
+    return [SignedHead.from_json(doc)]
 
 
 def _verifier(paths: Sequence[Path]) -> HeadVerifier:

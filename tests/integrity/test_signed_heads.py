@@ -190,7 +190,9 @@ async def test_signatures_are_checked_and_the_database_copy_too(sealed: Sealed, 
     assert p.stdout.splitlines()[1].strip().startswith("head_signature_invalid: signed head 10 (signed ")
 
 
-async def test_the_api_serves_what_the_heads_file_holds_within_scope(sealed: Sealed, settings: Settings) -> None:
+async def test_the_api_serves_what_the_heads_file_holds_within_scope(
+    sealed: Sealed, settings: Settings, tmp_path: Path
+) -> None:
     app = create_app(settings, pool=sealed.pool)
     mine_token = bearer(await issue_token(sealed.pool, role="viewer", scope_kind="mine", scope_code="M1"))
     other_county = bearer(await issue_token(sealed.pool, role="viewer", scope_kind="region", scope_code="220203"))
@@ -202,6 +204,23 @@ async def test_the_api_serves_what_the_heads_file_holds_within_scope(sealed: Sea
         rest = r.json()
         served = page["items"] + rest["items"]
         assert served == [json.loads(line) for line in sealed.heads_file.read_text().splitlines()]
+        # Saved pages are an archive `verify` reads as it is.
+        saved = tmp_path / "pages.jsonl"
+        saved.write_text(json.dumps(page) + "\n" + json.dumps(rest) + "\n")
+        p = await asyncio.to_thread(
+            cli, tmp_path, "verify", "--sensor", "GN01", "--public-key", str(sealed.pub), "--archived-heads",
+            str(saved), dsn=sealed.dsn,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stdout + p.stderr
+        altered = json.loads(json.dumps(page))
+        altered["items"][0]["seq"] = 11  # the pages are read, not skipped: an altered head shows
+        saved.write_text(json.dumps(altered) + "\n")
+        p = await asyncio.to_thread(
+            cli, tmp_path, "verify", "--sensor", "GN01", "--public-key", str(sealed.pub), "--archived-heads",
+            str(saved), dsn=sealed.dsn,
+        )  # fmt: skip
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "head_signature_invalid: signed head 11" in p.stdout
         # Following the last cursor gives nothing until the next head.
         again = await http.get(f"/api/v1/integrity/signed-heads?cursor={rest['next_cursor']}", headers=mine_token)
         assert again.json()["items"] == []
