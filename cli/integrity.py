@@ -174,7 +174,11 @@ def describe(name: str, v: Verification) -> list[str]:
 async def run_verify(args: argparse.Namespace, settings: Settings, dsn: str) -> int:
     """Exit 0 when every chosen sensor is OK, 1 on any finding, 2 when nothing matches or an
     argument (key, archive) cannot be used."""
-    anchors = load_anchors(args.anchors) if args.anchors else {}
+    try:
+        anchors = load_anchors(args.anchors) if args.anchors else {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"slopewatch verify: {args.anchors} is not a heads JSON of /integrity/heads: {exc!r}", file=sys.stderr)
+        return 2
     key_files: list[Path] = args.public_key or (
         [Path(settings.seal_public_key_file)] if settings.seal_public_key_file else []
     )

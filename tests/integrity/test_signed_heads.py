@@ -284,6 +284,10 @@ async def test_bad_keys_and_archives_are_one_line_errors(sealed: Sealed, tmp_pat
         f"{bad} line 1: sensor_code is missing or not a str",
     )
     one_line_error(
+        await asyncio.to_thread(cli, tmp_path, "verify", "--anchors", str(bad), dsn=sealed.dsn),
+        f"{bad} is not a heads JSON of /integrity/heads",
+    )
+    one_line_error(
         await asyncio.to_thread(cli, tmp_path, "keygen", str(sealed.key)),
         f"{sealed.key} exists already; refusing to overwrite a key",
     )
