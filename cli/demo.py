@@ -7,16 +7,19 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from analytics.worker import AnalysisMetrics, AnalysisWorker
 from api.app import create_app
 from cli import runtime
+from core.headsign import HeadSigner, generate_key_pair, load_private_key
 from core.model import region_parent
 from core.registry import RegistryDoc, load_registry, parse_registry
 from core.settings import Settings
 from db import tokens
+from db.heads import HeadsFile, open_heads_file
 from db.integrity import run_sealer
 from db.pool import Conn, connect, open_pool
 from db.registry import load_registry as store_registry
@@ -56,6 +59,19 @@ async def make_demo_tokens(conn: Conn, reg: RegistryDoc, mine_code: str) -> list
     return out
 
 
+def demo_signing(settings: Settings) -> tuple[HeadSigner, HeadsFile, Path]:
+    """The demo signs its chain heads like a deployment: a key pair made once in the data
+    directory (unless SLOPEWATCH_SEAL_KEY_FILE names one) and a heads file beside it."""
+    data = Path(settings.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    key = Path(settings.seal_key_file) if settings.seal_key_file else data / "seal-key.pem"
+    public = Path(settings.seal_public_key_file) if settings.seal_public_key_file else Path(f"{key}.pub")
+    if not settings.seal_key_file and not key.exists():
+        generate_key_pair(key, public)
+    heads_path = settings.heads_file or str(data / "heads.jsonl")
+    return load_private_key(key), open_heads_file(heads_path), public
+
+
 async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from cli.main import prepare_database
 
@@ -80,6 +96,7 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             worker = AnalysisWorker(settings, pool, AnalysisMetrics(metrics))
             notifier = Notifier(settings, pool)
             seal_stop = asyncio.Event()
+            signer, heads_file, public_key = demo_signing(settings)
             server = runtime.api_server(create_app(settings, pool=pool, metrics=metrics), "127.0.0.1", args.port)
             failing = [DEMO_FAILING_SENSOR] if not args.registry else []
             # Gateways batch: an hour of readings per message keeps the in-process broker (about
@@ -110,6 +127,8 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                 "Tokens for each level (new at every start; send 'Authorization: Bearer <token>'):\n"
                 + "".join(f"  {label:<44} {secret}\n" for label, secret in demo_tokens)
                 + f"  e.g. curl -H 'Authorization: Bearer {demo_tokens[2][1]}' {base}/api/v1/alerts\n"
+                f"Chain heads: signed with key {signer.key_id}, published to {heads_file.path}\n"
+                f"  slopewatch verify --public-key {public_key} --archived-heads {heads_file.path}\n"
                 f"Notifications: logged until a target is added; escalation {notifier.policy.describe()}\n"
                 f"  slopewatch notify add --scope {mine} --channel webhook --url http://127.0.0.1:9000/hook  (prints a secret)\n"
                 "  slopewatch notify receive --port 9000 --secret <that secret>   (prints what arrives, verified)\n"
@@ -128,7 +147,7 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                 tg.create_task(ingest.run(), name="ingest")
                 tg.create_task(worker.run(), name="analyze")
                 tg.create_task(notifier.run(), name="notify")
-                tg.create_task(run_sealer(pool, seal_stop), name="seal")
+                tg.create_task(run_sealer(pool, seal_stop, signer=signer, heads_file=heads_file), name="seal")
                 sim = tg.create_task(simulate(), name="simulate")
                 await stopped.wait()
                 sim.cancel()

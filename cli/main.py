@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,8 +15,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from analytics.worker import AnalysisMetrics, AnalysisWorker
 from api.app import create_app
 from cli import runtime
+from core.headsign import KeyFileError
 from core.registry import RegistryError, load_registry, registry_summary
 from core.settings import Settings, SettingsError
+from db.heads import HeadsFileError
 from db.integrity import run_sealer
 from db.migrate import MigrationError, apply_policies, migrate
 from db.pool import DatabaseUnavailable, connect, open_pool
@@ -69,10 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("file", type=Path)
     check = reg_sub.add_parser("check", help="validate FILE only")
     check.add_argument("file", type=Path)
+    move = reg_sub.add_parser(
+        "move", help="move MINE (and its alerts) to REGION of the region tree; recorded as an audited event"
+    )
+    move.add_argument("mine")
+    move.add_argument("region", help="GB/T 2260 code of the county (or city, province) the mine now belongs to")
 
     dbp = add("db", "database maintenance")
     db_sub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
+    login = db_sub.add_parser(
+        "login-user",
+        help="create (or set the password of) a service's LOGIN user in its group role (run as the owner)",
+    )
+    login.add_argument("name", help="the user name, e.g. slopewatch_ingest_1")
+    login.add_argument("--service", required=True, choices=("ingest", "analyze", "api"))
+    login.add_argument(
+        "--password-env",
+        metavar="VAR",
+        required=True,
+        help="environment variable holding the password (never on the command line)",
+    )
 
     from cli import tokens
 
@@ -81,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     integrity.add_verify_arguments(add("verify", "prove stored readings against their hash chains (exit 1 if not)"))
     integrity.add_seal_arguments(add("seal", "seal pending readings into the hash chains (once, or --follow)"))
+    integrity.add_keygen_arguments(add("keygen", "make the Ed25519 key pair with which the sealer signs chain heads"))
     from cli import notify
 
     notify.add_arguments(add("notify", "notification targets (webhook, e-mail, SMS), delivery log, test receiver"))
@@ -112,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatabaseUnavailable, MigrationError, RegistryError) as exc:
         print(f"slopewatch: {exc}", file=sys.stderr)
         return 1
+    except (KeyFileError, HeadsFileError) as exc:
+        print(f"slopewatch {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -125,6 +149,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if command == "registry":
         return await _registry(args, settings)
     if command == "db":
+        if args.db_command == "login-user":
+            return await _login_user(args, settings)
         return await _migrate(settings)
     if command == "token":
         from cli import tokens
@@ -136,6 +162,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from cli import notify
 
         return await notify.dispatch(args, settings)
+    if command == "keygen":
+        from cli import integrity
+
+        return integrity.run_keygen(args)
     if command in ("verify", "seal"):
         from cli import integrity
 
@@ -188,7 +218,40 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
+def _actor(what: str) -> str:
+    """Who is acting, for audited registry events: the operating-system user and the command."""
+    return f"{getpass.getuser()} via slopewatch {what}"
+
+
+async def _login_user(args: argparse.Namespace, settings: Settings) -> int:
+    from db.roles import LoginError, check_login, ensure_login
+
+    password = os.environ.get(args.password_env)
+    if not password:
+        print(f"slopewatch db login-user: environment variable {args.password_env} is not set", file=sys.stderr)
+        return 2
+    try:
+        check_login(args.name, args.service, password)
+    except LoginError as exc:
+        print(f"slopewatch db login-user: {exc}", file=sys.stderr)
+        return 2
+    with runtime.database(settings) as dsn:
+        await prepare_database(dsn, settings)
+        conn = await connect(dsn, settings)
+        try:
+            created = await ensure_login(conn, args.name, args.service, password)
+        except LoginError as exc:
+            print(f"slopewatch db login-user: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await conn.close()
+    print(f"{'created' if created else 'updated'} login {args.name} in slopewatch_{args.service}")
+    return 0
+
+
 async def _registry(args: argparse.Namespace, settings: Settings) -> int:
+    if args.registry_command == "move":
+        return await _move(args, settings)
     reg = load_registry(args.file)
     summary = ", ".join(f"{v} {k}" for k, v in registry_summary(reg).items())
     if args.registry_command == "check":
@@ -198,7 +261,7 @@ async def _registry(args: argparse.Namespace, settings: Settings) -> int:
         await prepare_database(dsn, settings)
         conn = await connect(dsn, settings)
         try:
-            report = await store_registry(conn, reg)
+            report = await store_registry(conn, reg, actor=_actor(f"registry load {args.file}"))
         finally:
             await conn.close()
     print(f"{args.file}: loaded ({summary})")
@@ -206,6 +269,29 @@ async def _registry(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"note: {len(report.not_in_file)} sensor(s) in the database are not in this file and were left as they are: "
             + ", ".join(report.not_in_file[:20])
+        )
+    return 0
+
+
+async def _move(args: argparse.Namespace, settings: Settings) -> int:
+    from db.registry import MoveError, move_mine
+
+    with runtime.database(settings) as dsn:
+        await prepare_database(dsn, settings)
+        conn = await connect(dsn, settings)
+        try:
+            moved = await move_mine(conn, args.mine, args.region, actor=_actor(f"registry move {args.mine}"))
+        except MoveError as exc:
+            print(f"slopewatch registry move: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await conn.close()
+    if moved is None:
+        print(f"mine {args.mine} is already in region {args.region}; nothing moved")
+    else:
+        print(
+            f"mine {moved.mine_code} moved from {moved.from_region} to {moved.to_region} "
+            f"with {moved.open_alerts} open alert(s) (move {moved.id}, {moved.moved_at.isoformat()})"
         )
     return 0
 
@@ -237,6 +323,9 @@ async def _ingest(settings: Settings) -> int:
 
 
 async def _analyze(settings: Settings) -> int:
+    from cli.integrity import sealer_outputs
+
+    signer, heads_file = sealer_outputs(settings)
     registry = CollectorRegistry()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
@@ -250,7 +339,7 @@ async def _analyze(settings: Settings) -> int:
                 make=lambda: [
                     ("analyze", worker.run(), worker.stop),
                     ("notify", notifier.run(), notifier.stop),
-                    ("seal", run_sealer(pool, seal_stop), seal_stop.set),
+                    ("seal", run_sealer(pool, seal_stop, signer=signer, heads_file=heads_file), seal_stop.set),
                 ],
             )
 

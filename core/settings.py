@@ -162,6 +162,14 @@ class Settings:
     db_search_path: str | None = None
     #: auto: use TimescaleDB where the extension is available; on: require it; off: plain PostgreSQL.
     timescaledb: str = "auto"
+    # Signed chain heads (docs/integrity.md)
+    #: Ed25519 private key (PEM) with which the sealer in `slopewatch analyze` signs each new
+    #: chain head; kept outside the database, readable only by the analysis service. Unset: unsigned.
+    seal_key_file: str | None = None
+    #: The matching public key, for `slopewatch verify` (also --public-key).
+    seal_public_key_file: str | None = None
+    #: Append-only JSON-lines file to which the sealer publishes every signed head, for an auditor to archive.
+    heads_file: str | None = None
     # TimescaleDB (used only where the extension is present)
     retention_days: int | None = None
     compress_after_days: int = 7

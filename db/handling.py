@@ -71,9 +71,28 @@ STEPS: dict[str, Step] = {
 }
 
 
-async def _locked(conn: Conn, alert_id: int) -> asyncpg.Record:
-    row = await conn.fetchrow("SELECT id, stage, level, active FROM alert WHERE id = $1 FOR UPDATE", alert_id)
+@dataclass(frozen=True, slots=True)
+class Within:
+    """The caller's subtree: region codes starting with ``prefix`` and, if set, one mine."""
+
+    prefix: str
+    mine_code: str | None = None
+
+
+async def _locked(conn: Conn, alert_id: int, within: Within | None) -> asyncpg.Record:
+    """Lock the alert row. ``within`` is checked under the lock: a move of the mine rewrites
+    the alert's region under the same row lock (migration 013), so the check and the step
+    see the same region, and an alert that has just moved away is missing, not handled."""
+    row = await conn.fetchrow(
+        """SELECT a.id, a.stage, a.level, a.active, a.region_code, m.code AS mine_code
+           FROM alert a JOIN mine m ON m.id = a.mine_id WHERE a.id = $1 FOR UPDATE OF a""",
+        alert_id,
+    )
     if row is None:
+        raise AlertMissing(alert_id)
+    if within is not None and not (
+        row["region_code"].startswith(within.prefix) and within.mine_code in (None, row["mine_code"])
+    ):
         raise AlertMissing(alert_id)
     return row
 
@@ -109,11 +128,13 @@ async def apply_step(
     *,
     note: str | None,
     five_fixed: FiveFixed | None = None,
+    within: Within | None = None,
 ) -> int:
-    """Carry out one step; returns the event id. Raises HandlingError when the stage forbids it."""
+    """Carry out one step; returns the event id. Raises HandlingError when the stage forbids
+    it, AlertMissing when the alert does not exist or lies outside ``within``."""
     step = STEPS[action]
     async with conn.transaction():
-        row = await _locked(conn, alert_id)
+        row = await _locked(conn, alert_id, within)
         stage: str = row["stage"]
         if stage not in step.from_stages:
             allowed = ", ".join(sorted(step.from_stages))
@@ -157,10 +178,19 @@ async def apply_step(
         return await _event(conn, alert_id, step.event, row["level"], actor, note, details)
 
 
-async def supervise(conn: Conn, alert_id: int, actor: Actor, *, region_code: str, deadline: datetime, note: str) -> int:
+async def supervise(
+    conn: Conn,
+    alert_id: int,
+    actor: Actor,
+    *,
+    region_code: str,
+    deadline: datetime,
+    note: str,
+    within: Within | None = None,
+) -> int:
     """A higher level flags the alert for supervision (督办); returns the supervision id."""
     async with conn.transaction():
-        row = await _locked(conn, alert_id)
+        row = await _locked(conn, alert_id, within)
         if row["stage"] == "closed":
             raise HandlingError(f"alert {alert_id} is closed; there is nothing left to supervise", stage="closed")
         sup_id: int = await conn.fetchval(

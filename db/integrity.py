@@ -33,6 +33,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from core.headsign import HeadSigner, HeadVerifier, SignedHead
+from db import heads as signed_heads
 from db.pool import Conn
 
 logger = logging.getLogger(__name__)
@@ -326,6 +328,8 @@ class SealReport:
     supplements: int = 0
     rows: int = 0
     busy: list[int] = field(default_factory=list)
+    #: heads signed (with a signer: each new head, docs/integrity.md)
+    signed: int = 0
 
     def add(self, other: SealReport) -> None:
         self.sensors += other.sensors
@@ -333,6 +337,7 @@ class SealReport:
         self.supplements += other.supplements
         self.rows += other.rows
         self.busy.extend(other.busy)
+        self.signed += other.signed
 
 
 async def _sealable_until(conn: Conn, sensor_id: int, policy: SealPolicy, now: datetime | None) -> datetime:
@@ -353,11 +358,14 @@ async def _sealable_until(conn: Conn, sensor_id: int, policy: SealPolicy, now: d
     return block_floor(base - grace - BLOCK) + BLOCK
 
 
-async def seal_sensor(conn: Conn, sensor_id: int, policy: SealPolicy, *, now: datetime | None = None) -> SealReport:
+async def seal_sensor(
+    conn: Conn, sensor_id: int, policy: SealPolicy, *, now: datetime | None = None, signer: HeadSigner | None = None
+) -> SealReport:
     """Seal what is pending for one sensor. Idempotent; concurrent sealers skip a busy sensor.
 
     ``now`` overrides the measurement-time clock (replays and tests); reception cut-offs
-    always use the database clock.
+    always use the database clock. With a ``signer``, the new head is signed in the same
+    transaction that appends it.
     """
     report = SealReport()
     if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _CLAIM_LOCK, sensor_id):
@@ -378,6 +386,8 @@ async def seal_sensor(conn: Conn, sensor_id: int, policy: SealPolicy, *, now: da
             end = min(start + policy.chunk, stop)
             async with conn.transaction():
                 first_unsettled = await _seal_chunk(conn, sensor_id, start, end, policy, report)
+                if signer is not None and await sign_new_head(conn, signer, sensor_id):
+                    report.signed += 1
                 if remainder is None:
                     remainder = first_unsettled
                 await conn.execute(
@@ -437,8 +447,40 @@ async def _seal_chunk(
     return first_unsettled
 
 
-async def seal_pass(pool: asyncpg.Pool, policy: SealPolicy, *, now: datetime | None = None) -> SealReport:
-    """Seal every sensor with pending readings, one sensor at a time."""
+async def sign_new_head(conn: Conn, signer: HeadSigner, sensor_id: int) -> bool:
+    """Sign the sensor's head unless this key signed it already; call in a transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _CHAIN_LOCK, sensor_id)
+    row = await conn.fetchrow(
+        """SELECT e.seq, e.entry_hash, now() AS now,
+                  (SELECT max(h.seq) FROM chain_head_signature h WHERE h.sensor_id = $1 AND h.key_id = $2) AS signed
+           FROM seal_entry e WHERE e.sensor_id = $1 ORDER BY e.seq DESC LIMIT 1""",
+        sensor_id,
+        signer.key_id,
+    )
+    if row is None or (row["signed"] is not None and row["signed"] >= row["seq"]):
+        return False
+    await signed_heads.sign_head(conn, signer, sensor_id, row["seq"], bytes(row["entry_hash"]), row["now"])
+    return True
+
+
+async def _sign_corrected(pool: asyncpg.Pool, signer: HeadSigner) -> int:
+    """Sign heads that a correction (recorded through the API, which has no key) made new."""
+    signed = 0
+    async with pool.acquire() as conn:
+        sensor_ids = await conn.fetch(
+            "SELECT DISTINCT sensor_id FROM reading_correction WHERE recorded_at > now() - interval '1 day'"
+        )
+        for r in sensor_ids:
+            async with conn.transaction():
+                signed += await sign_new_head(conn, signer, r["sensor_id"])
+    return signed
+
+
+async def seal_pass(
+    pool: asyncpg.Pool, policy: SealPolicy, *, now: datetime | None = None, signer: HeadSigner | None = None
+) -> SealReport:
+    """Seal every sensor with pending readings, one sensor at a time; with a ``signer``, sign
+    every new head (corrections' too)."""
     report = SealReport()
     async with pool.acquire() as conn:
         sensor_ids = [
@@ -449,27 +491,47 @@ async def seal_pass(pool: asyncpg.Pool, policy: SealPolicy, *, now: datetime | N
             )
         ]
         for sid in sensor_ids:
-            report.add(await seal_sensor(conn, sid, policy, now=now))
+            report.add(await seal_sensor(conn, sid, policy, now=now, signer=signer))
+    if signer is not None:
+        report.signed += await _sign_corrected(pool, signer)
     return report
 
 
-async def run_sealer(pool: asyncpg.Pool, stop: asyncio.Event, policy: SealPolicy | None = None) -> None:
-    """The long-running sealer: a pass every ``policy.interval_s`` until ``stop`` is set."""
+async def run_sealer(
+    pool: asyncpg.Pool,
+    stop: asyncio.Event,
+    policy: SealPolicy | None = None,
+    *,
+    signer: HeadSigner | None = None,
+    heads_file: signed_heads.HeadsFile | None = None,
+) -> None:
+    """The long-running sealer: a pass every ``policy.interval_s`` until ``stop`` is set.
+    With a ``signer`` each new head is signed; with a ``heads_file`` the signed heads are
+    appended to it after each pass (a failed write is retried at the next pass)."""
     policy = policy or SealPolicy()
-    logger.info("sealer started interval_s=%.0f block_s=%d", policy.interval_s, BLOCK_S)
+    logger.info(
+        "sealer started interval_s=%.0f block_s=%d signing_key=%s heads_file=%s",
+        policy.interval_s,
+        BLOCK_S,
+        signer.key_id if signer else "none",
+        heads_file.path if heads_file else "none",
+    )
     while not stop.is_set():
         started = time.monotonic()
         try:
-            report = await seal_pass(pool, policy)
-            if report.seals or report.supplements:
+            report = await seal_pass(pool, policy, signer=signer)
+            if report.seals or report.supplements or report.signed:
                 logger.info(
-                    "sealed sensors=%d seals=%d supplements=%d rows=%d seconds=%.3f",
+                    "sealed sensors=%d seals=%d supplements=%d rows=%d signed=%d seconds=%.3f",
                     report.sensors,
                     report.seals,
                     report.supplements,
                     report.rows,
+                    report.signed,
                     time.monotonic() - started,
                 )
+            if heads_file is not None:
+                await signed_heads.publish(pool, heads_file)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             logger.error("seal pass failed error=%r; retrying", exc)
         with contextlib.suppress(TimeoutError):
@@ -555,11 +617,15 @@ async def verify_sensor(
     *,
     unsealed_after: timedelta = timedelta(hours=3),
     anchors: Sequence[tuple[int, bytes]] = (),
+    signed: Sequence[SignedHead] = (),
+    verifier: HeadVerifier | None = None,
 ) -> Verification:
     """Check the whole chain's links, and every data entry whose block starts in [since, until)
     against the rows as they are now. Rows left unsealed for longer than ``unsealed_after``
     (block, idle and settle times of the sealer, with slack) are a finding too. ``anchors``
-    are (seq, entry_hash) heads archived upstream: each must still be in the chain."""
+    are (seq, entry_hash) heads archived upstream: each must still be in the chain. With a
+    ``verifier`` (the sealer's public keys), the signed heads kept in the database and the
+    ``signed`` heads archived outside it must verify and still be in the chain."""
     since_b, until_b = block_floor(since), block_floor(until - timedelta(microseconds=1)) + BLOCK
     out = Verification(sensor_id, since_b, until_b)
     entries = await chain(conn, sensor_id)
@@ -572,6 +638,9 @@ async def verify_sensor(
         anchor = check_anchor(entries, seq, entry_hash)
         if anchor is not None:
             out.findings.append(anchor)
+    if verifier is not None:
+        stored_heads = await signed_heads.stored(conn, sensor_id)
+        out.findings.extend(check_signed_heads(entries, [*signed, *stored_heads], verifier, sensor_id))
     out.findings.extend(await _check_corrections(conn, sensor_id, entries))
     by_seq = {e.seq: e for e in entries}
     window_start = since_b
@@ -619,6 +688,66 @@ def check_anchor(entries: Sequence[ChainEntry], seq: int, entry_hash: bytes) -> 
             found.block_start,
         )
     return None
+
+
+def check_signed_heads(
+    entries: Sequence[ChainEntry], signed: Sequence[SignedHead], verifier: HeadVerifier, sensor_id: int
+) -> list[Finding]:
+    """Signed heads (archived outside the database, or kept in it) against the chain as it is:
+    each must carry a good signature of one of the verifier's keys, and its entry must still
+    be in the chain with the signed hash. A rewrite is located between the newest signed
+    head that still matches and the first that does not."""
+    out: list[Finding] = []
+    good: list[SignedHead] = []
+    seen: set[tuple[int, bytes, bytes]] = set()
+    for h in sorted(signed, key=lambda h: (h.seq, h.signed_at)):
+        if (h.seq, h.entry_hash, h.signature) in seen:
+            continue
+        seen.add((h.seq, h.entry_hash, h.signature))
+        what = f"signed head {h.seq} (signed {h.signed_at.isoformat()})"
+        problem = verifier.problem(h)
+        if problem is None and h.sensor_id != sensor_id:
+            problem = f"it names sensor id {h.sensor_id}, this sensor is {sensor_id}"
+        if problem is not None:
+            out.append(Finding("head_signature_invalid", f"{what}: {problem}", h.seq))
+        else:
+            good.append(h)
+    by_seq = {e.seq: e for e in entries}
+    matches_to = 0
+    differing = [h for h in good if (e := by_seq.get(h.seq)) is None or e.entry_hash != h.entry_hash]
+    if not differing:
+        return out
+    first = differing[0]
+    matches_to = max((h.seq for h in good if h.seq < first.seq and h not in differing), default=0)
+    more = f"; {len(differing) - 1} later signed head(s) differ too" if len(differing) > 1 else ""
+    found = by_seq.get(first.seq)
+    if found is None:
+        out.append(
+            Finding(
+                "signed_head_missing",
+                f"the head {first.seq} signed {first.signed_at.isoformat()} is gone: the chain ends at "
+                f"{len(entries)}; it matches signed heads up to entry {matches_to}{more}",
+                first.seq,
+            )
+        )
+        return out
+    span = [e for e in entries if matches_to < e.seq <= first.seq and e.block_start is not None]
+    where = (
+        f"blocks {span[0].block_start.isoformat()} to {span[-1].block_start.isoformat()}"  # type: ignore[union-attr]
+        if span
+        else "no data block"
+    )
+    out.append(
+        Finding(
+            "signed_head_mismatch",
+            f"entry {first.seq} is not the head signed {first.signed_at.isoformat()} "
+            f"({first.entry_hash.hex()[:16]}): the chain was rewritten after entry {matches_to} (the newest "
+            f"signed head that still matches), in {where}{more}",
+            first.seq,
+            span[0].block_start if span else found.block_start,
+        )
+    )
+    return out
 
 
 async def history_start(conn: Conn, sensor_id: int) -> datetime | None:

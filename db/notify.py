@@ -172,6 +172,10 @@ async def candidates(conn: Conn, ladder_sizes: Sequence[int]) -> tuple[datetime,
     """(database now, open alerts whose ladder is not complete). ``ladder_sizes[level - 1]``
     is the number of steps (mine included) for an alert at that level.
 
+    A region step counts as done only if it went to a region that is still above the mine
+    (the alert's region follows its mine, migration 013): after a move, the new county,
+    city or province is told even if the old one was.
+
     An unacknowledged alert is a candidate for every step; an acknowledged one only for
     the mine step of a level it reached after the acknowledgement."""
     rows = await conn.fetch(
@@ -179,7 +183,15 @@ async def candidates(conn: Conn, ladder_sizes: Sequence[int]) -> tuple[datetime,
                SELECT a.*, coalesce((SELECT min(e.recorded_at) FROM alert_event e
                                      WHERE e.alert_id = a.id AND e.level >= a.level), a.created_at) AS level_since,
                       ARRAY(SELECT DISTINCT st.tier FROM notify_step st
-                            WHERE st.alert_id = a.id AND st.level >= a.level) AS done
+                            WHERE st.alert_id = a.id AND st.level >= a.level
+                              AND (st.region_code IS NULL OR st.region_code IN (
+                                  WITH RECURSIVE up AS (
+                                      SELECT r.code, r.parent_code, 0 AS depth FROM region r
+                                      WHERE r.code = a.region_code
+                                      UNION ALL
+                                      SELECT r.code, r.parent_code, up.depth + 1 FROM region r
+                                      JOIN up ON r.code = up.parent_code WHERE up.depth < 5)
+                                  SELECT code FROM up))) AS done
                FROM alert a
                WHERE a.state <> 'closed' AND a.level >= 1)
            SELECT now() AS db_now, a.id, a.level, a.rule, a.stage, a.region_code, a.opened_at, a.explanation_en,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -42,13 +43,31 @@ class SensorRow:
     crest_elevation_m: float | None
 
 
-async def load_registry(conn: Conn, reg: RegistryDoc) -> LoadReport:
+#: A move locks the mine, then its alerts; the analysis may hold an alert of that mine and
+#: then want the mine's share lock for a new alert. PostgreSQL aborts one of the two; the
+#: analysis retries its batch by itself, a move is retried here.
+_DEADLOCK_RETRIES = 3
+
+
+async def load_registry(conn: Conn, reg: RegistryDoc, *, actor: str | None = None) -> LoadReport:
     """Upsert every region, mine, site and sensor of ``reg`` by code, in one transaction.
 
     Nothing is deleted: rows that are no longer in the file are reported, since their
-    readings and alerts are evidence that must stay.
+    readings and alerts are evidence that must stay. A mine whose region changed moves,
+    with its alerts, and the move is recorded with ``actor`` (migration 013).
     """
+    for attempt in range(_DEADLOCK_RETRIES):
+        try:
+            return await _load(conn, reg, actor)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == _DEADLOCK_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _load(conn: Conn, reg: RegistryDoc, actor: str | None) -> LoadReport:
     async with conn.transaction():
+        await _set_actor(conn, actor)
         # Parents first: sort by level so a city never precedes its province.
         for region in sorted(reg.regions, key=lambda r: (r.code[2:] != "0000", r.code[4:] != "00", r.code)):
             await conn.execute(
@@ -166,3 +185,76 @@ def _sensor_row(r: asyncpg.Record) -> SensorRow:
         site_height_m=r["height_m"],
         crest_elevation_m=r["crest_elevation_m"],
     )
+
+
+# --- moves -------------------------------------------------------------------------------
+
+
+class MoveError(Exception):
+    """A move that cannot be made (unknown mine or region); the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    id: int
+    mine_code: str
+    from_region: str
+    to_region: str
+    actor: str
+    moved_at: datetime
+    open_alerts: int
+
+
+_MOVE_COLS = "id, mine_code, from_region, to_region, actor, moved_at, open_alerts"
+
+
+def _move(r: asyncpg.Record) -> Move:
+    return Move(r["id"], r["mine_code"], r["from_region"], r["to_region"], r["actor"], r["moved_at"], r["open_alerts"])
+
+
+async def _set_actor(conn: Conn, actor: str | None) -> None:
+    """Name who is acting for the rest of the transaction (read by the move trigger)."""
+    if actor:
+        await conn.execute("SELECT set_config('slopewatch.actor', $1, true)", actor[:200])
+
+
+async def move_mine(conn: Conn, mine_code: str, region_code: str, *, actor: str) -> Move | None:
+    """Move a mine to another node of the region tree; its alerts follow it in the same
+    transaction. Returns the recorded move, or None if the mine is already there."""
+    for attempt in range(_DEADLOCK_RETRIES):
+        try:
+            return await _move_once(conn, mine_code, region_code, actor)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == _DEADLOCK_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _move_once(conn: Conn, mine_code: str, region_code: str, actor: str) -> Move | None:
+    async with conn.transaction():
+        await _set_actor(conn, actor)
+        if await conn.fetchval("SELECT level FROM region WHERE code = $1", region_code) is None:
+            raise MoveError(f"region {region_code} is not in the registry")
+        before = await conn.fetchval("SELECT region_code FROM mine WHERE code = $1 FOR NO KEY UPDATE", mine_code)
+        if before is None:
+            raise MoveError(f"mine {mine_code!r} is not in the registry")
+        if before == region_code:
+            return None
+        await conn.execute(
+            "UPDATE mine SET region_code = $2, updated_at = now() WHERE code = $1", mine_code, region_code
+        )
+        row = await conn.fetchrow(
+            f"SELECT {_MOVE_COLS} FROM mine_move WHERE mine_code = $1 ORDER BY id DESC LIMIT 1", mine_code
+        )
+    assert row is not None
+    return _move(row)
+
+
+async def moves(conn: Conn, mine_code: str) -> list[Move]:
+    """The audited moves of a mine, oldest first."""
+    rows = await conn.fetch(
+        f"""SELECT {_MOVE_COLS} FROM mine_move
+            WHERE mine_id = (SELECT id FROM mine WHERE code = $1) ORDER BY id""",
+        mine_code,
+    )
+    return [_move(r) for r in rows]

@@ -74,6 +74,10 @@ def _actor(who: Principal) -> handling.Actor:
     return handling.Actor(who.actor, who.token_id)
 
 
+def _within(who: Principal) -> handling.Within:
+    return handling.Within(who.scope.prefix, who.scope.mine_code)
+
+
 async def _step(
     conn: Conn, who: Principal, alert_id: int, action: str, note: str | None, five: handling.FiveFixed | None = None
 ) -> Alert:
@@ -83,7 +87,7 @@ async def _step(
     if action in ACCEPTANCE:
         await _require_supervising_level(conn, who, alert_id, action)
     try:
-        await handling.apply_step(conn, alert_id, action, _actor(who), note=note, five_fixed=five)
+        await handling.apply_step(conn, alert_id, action, _actor(who), note=note, five_fixed=five, within=_within(who))
     except handling.HandlingError as exc:
         raise Conflict(str(exc)) from None
     except handling.AlertMissing:
@@ -185,10 +189,12 @@ async def supervise(conn: ConnDep, who: PrincipalDep, alert_id: AlertId, body: S
     region = _supervising_region(who, row["region_code"])
     try:
         sup_id = await handling.supervise(
-            conn, alert_id, _actor(who), region_code=region, deadline=body.deadline, note=body.note
+            conn, alert_id, _actor(who), region_code=region, deadline=body.deadline, note=body.note, within=_within(who)
         )
     except handling.HandlingError as exc:
         raise Conflict(str(exc)) from None
+    except handling.AlertMissing:
+        raise NotFound(f"alert {alert_id} does not exist") from None
     rows = await handling.supervisions_of(conn, alert_id)
     return next(_supervision(r) for r in rows if r["id"] == sup_id)
 

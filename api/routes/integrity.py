@@ -17,6 +17,7 @@ from api.errors import BadRequest, NotFound
 from api.routes.registry import CodePath, Cursor
 from api.schemas import EARLIEST, LATEST, Page, decode_cursor, encode_cursor, instant
 from api.scope import MineQuery, RegionQuery
+from db import heads as signed_heads
 from db import integrity, queries
 from db.integrity import ChainEntry, Verification
 
@@ -183,6 +184,50 @@ async def list_heads(
         items=items,
         next_cursor=encode_cursor(last.mine_code, last.sensor_code) if last and len(items) == limit else None,
     )
+
+
+class SignedHeadOut(BaseModel):
+    """A chain head signed by the sealer (docs/integrity.md): the same object as a line of the
+    heads file, for an auditor to archive and check with the sealer's public key."""
+
+    format: str
+    xid: int
+    id: int
+    mine_code: str
+    sensor_code: str
+    sensor_id: int
+    seq: int
+    entry_hash: str
+    signed_at: str = Field(description="ISO 8601 with microseconds; enters the signature exactly")
+    key_id: str
+    signature: str = Field(description="hex Ed25519 signature over the head message")
+
+
+@router.get(
+    "/integrity/signed-heads",
+    response_model=Page[SignedHeadOut],
+    summary="Signed chain heads in publication order, for an auditor to archive (follow with cursor)",
+)
+async def list_signed_heads(
+    conn: ConnDep,
+    who: PrincipalDep,
+    region: RegionQuery = None,
+    mine: MineQuery = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> Page[SignedHeadOut]:
+    scope = await narrow(conn, who, region=region, mine=mine)
+    after = (0, 0)
+    if cursor:
+        xid, last_id = decode_cursor(cursor, 2)
+        if not (isinstance(xid, int) and isinstance(last_id, int) and xid >= 0 and last_id >= 0):
+            raise BadRequest("cursor is not one this API issued")
+        after = (xid, last_id)
+    found = await signed_heads.published(conn, after=after, limit=limit, prefix=scope.prefix, mine_code=scope.mine_code)
+    items = [SignedHeadOut(**h.to_json()) for h in found]
+    # Paging goes on from the last head seen, even past the end: new heads come after it.
+    position = (found[-1].xid, found[-1].id) if found else after
+    return Page(items=items, next_cursor=encode_cursor(*position))
 
 
 @router.get(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
 
 from analytics.facilities import rollup_rule
 from api.auth import PrincipalDep, narrow, visible_mine
@@ -17,7 +20,7 @@ from api.schemas import Mine, Page, Region, Rollup, RollupItem, Sensor, Site, de
 from api.scope import MineQuery, RegionQuery
 from core.model import Level, MineKind, SensorKind, region_prefix
 from core.wire import CODE_PATTERN
-from db import queries
+from db import queries, registry
 
 router = APIRouter(tags=["registry"])
 
@@ -70,6 +73,28 @@ async def get_mine(conn: ConnDep, who: PrincipalDep, mine: CodePath) -> Mine:
     if row is None:
         raise NotFound(f"mine {mine!r} is not in the registry")
     return _mine(row)
+
+
+class MineMove(BaseModel):
+    """An audited move of a mine to another node of the region tree (its alerts moved with it)."""
+
+    id: int
+    mine_code: str
+    from_region: str
+    to_region: str
+    actor: str
+    moved_at: datetime
+    open_alerts: int = Field(description="open alerts that moved with the mine")
+
+
+@router.get(
+    "/mines/{mine}/moves",
+    response_model=list[MineMove],
+    summary="The mine's moves between regions: who, when, from and to (oldest first)",
+)
+async def list_mine_moves(conn: ConnDep, who: PrincipalDep, mine: CodePath) -> list[MineMove]:
+    await visible_mine(conn, who, mine)
+    return [MineMove(**dataclasses.asdict(m)) for m in await registry.moves(conn, mine)]
 
 
 @router.get("/mines/{mine}/sites", response_model=list[Site])

@@ -259,13 +259,14 @@ const EVENTS = {
   zh: {
     opened: "报警", escalated: "升级", deescalated: "降级", reactivated: "再次出现", cleared: "条件消除",
     closed: "自动关闭", acknowledged: "确认", handling: "落实整改", resolved: "整改完成", verified: "验收",
-    verification_rejected: "验收不通过", closed_by_hand: "销号", supervised: "督办",
+    verification_rejected: "验收不通过", closed_by_hand: "销号", supervised: "督办", moved: "矿山变更辖区",
   },
   en: {
     opened: "opened", escalated: "escalated", deescalated: "de-escalated", reactivated: "reactivated",
     cleared: "condition cleared", closed: "closed automatically", acknowledged: "acknowledged",
     handling: "handling (five fixed)", resolved: "resolved", verified: "verified",
     verification_rejected: "verification rejected", closed_by_hand: "closed (销号)", supervised: "supervised (督办)",
+    moved: "mine moved to another region",
   },
 };
 
