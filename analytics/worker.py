@@ -24,6 +24,8 @@ from analytics import evaluate_many, evaluate_sensor
 from analytics.alarm import decide
 from analytics.clock import RULE as CLOCK_RULE
 from analytics.clock import clock_ahead
+from analytics.seq_gaps import RULE as SEQ_RULE
+from analytics.seq_gaps import seq_gaps
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 from core.model import Level
 from core.settings import Settings
@@ -32,6 +34,8 @@ from db import alerts as store
 from db.pool import Conn
 from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
 from db.registry import SensorRow, fetch_sensors
+from db.seq_gaps import refused_by_topic
+from db.seq_gaps import seq_gaps as stored_seq_gaps
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,10 @@ CLOSE_BY_HAND_FROM = Level.ORANGE
 #: health.clock looks at the refusals of this long back; it clears (after the dwell) once
 #: none came for this long.
 CLOCK_WINDOW_S = 3600.0
+#: health.seq looks for holes in seq among readings measured this long back, counting a hole
+#: once the readings around it have been stored for SEQ_GRACE_S (a late one may fill it).
+SEQ_WINDOW_S = 6 * 3600.0
+SEQ_GRACE_S = 300.0
 
 
 class AnalysisMetrics:
@@ -200,7 +208,7 @@ class AnalysisWorker:
                 health = tuple(res for res in results if res.rule.startswith("health.silent"))
                 async with conn.transaction():
                     changes += await self._apply(conn, row, health, retroactive=False)
-        return changes + await self._sweep_clocks(now_s)
+        return changes + await self._sweep_clocks(now_s) + await self._sweep_seq(now_s)
 
     async def _sweep_clocks(self, now_s: float) -> int:
         """health.clock: sensors whose readings ingest refused as stamped in the future
@@ -238,6 +246,40 @@ class AnalysisWorker:
                 window_s=CLOCK_WINDOW_S,
                 max_future_s=self._settings.max_future_s,
                 example=detail,
+            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                changes += await self._apply(conn, row, (result,), retroactive=False)
+        return changes
+
+    async def _sweep_seq(self, now_s: float) -> int:
+        """health.seq: sensors with holes in their devices' seq numbers (db/seq_gaps.py), and
+        sensors whose seq alert is still open."""
+        since, until = store.ts(now_s - SEQ_WINDOW_S), store.ts(now_s)
+        async with self._pool.acquire() as conn:
+            found = {
+                g.sensor_id: g
+                for g in await stored_seq_gaps(
+                    conn, since=since, until=until, settled_before=store.ts(now_s - SEQ_GRACE_S)
+                )
+            }
+            refused = await refused_by_topic(conn, since=since, until=until)
+            still_open = await conn.fetch(
+                "SELECT sensor_id FROM alert WHERE rule = $1 AND state <> 'closed' AND active", SEQ_RULE
+            )
+        changes = 0
+        for sensor_id in sorted(set(found) | {int(r["sensor_id"]) for r in still_open}):
+            row = self._sensors.get(sensor_id)
+            if row is None:
+                continue
+            g = found.get(sensor_id)
+            result = seq_gaps(
+                g.gaps if g else 0,
+                g.missing if g else 0,
+                g.last_gap_at.timestamp() if g else None,
+                now_s=now_s,
+                window_s=SEQ_WINDOW_S,
+                examples=g.examples if g else (),
+                refused=refused.get(readings_topic(row.mine_code, row.code), 0),
             )
             async with self._pool.acquire() as conn, conn.transaction():
                 changes += await self._apply(conn, row, (result,), retroactive=False)
