@@ -24,6 +24,8 @@ from analytics import evaluate_many, evaluate_sensor
 from analytics.alarm import decide
 from analytics.clock import RULE as CLOCK_RULE
 from analytics.clock import clock_ahead
+from analytics.ingest_group import RULE as GROUP_RULE
+from analytics.ingest_group import group_membership
 from analytics.seq_gaps import RULE as SEQ_RULE
 from analytics.seq_gaps import seq_gaps
 from analytics.types import RuleResult, SensorSpec, SensorWindow
@@ -31,6 +33,7 @@ from core.model import Level
 from core.settings import Settings
 from core.wire import readings_topic
 from db import alerts as store
+from db import ingest_workers
 from db.pool import Conn
 from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
 from db.registry import SensorRow, fetch_sensors
@@ -208,7 +211,8 @@ class AnalysisWorker:
                 health = tuple(res for res in results if res.rule.startswith("health.silent"))
                 async with conn.transaction():
                     changes += await self._apply(conn, row, health, retroactive=False)
-        return changes + await self._sweep_clocks(now_s) + await self._sweep_seq(now_s)
+        changes += await self._sweep_clocks(now_s) + await self._sweep_seq(now_s)
+        return changes + await self._sweep_ingest_workers(now_s)
 
     async def _sweep_clocks(self, now_s: float) -> int:
         """health.clock: sensors whose readings ingest refused as stamped in the future
@@ -284,6 +288,32 @@ class AnalysisWorker:
             async with self._pool.acquire() as conn, conn.transaction():
                 changes += await self._apply(conn, row, (result,), retroactive=False)
         return changes
+
+    async def _sweep_ingest_workers(self, now_s: float) -> int:
+        """health.ingest_workers: as many ingest workers alive as SLOPEWATCH_INGEST_WORKERS_EXPECTED
+        (analytics/ingest_group.py); a service alert, not a sensor's."""
+        expected = self._settings.ingest_workers_expected
+        if expected <= 0:
+            return 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            seen = await ingest_workers.workers(conn, store.ts(now_s))
+            check = group_membership(
+                seen.alive, seen.silent, expected=expected, shared_group=",".join(seen.groups), now_s=now_s
+            )
+            change = await ingest_workers.set_service_alert(
+                conn,
+                GROUP_RULE,
+                ok=check.ok,
+                at=store.ts(now_s),
+                evidence=check.evidence,
+                en=check.explanation_en,
+                zh=check.explanation_zh,
+            )
+        if change == "opened":
+            logger.warning("service alert opened rule=%s %s", GROUP_RULE, check.explanation_en)
+        elif change == "cleared":
+            logger.info("service alert cleared rule=%s alive=%d", GROUP_RULE, len(seen.alive))
+        return 0 if change is None else 1
 
     async def _apply(self, conn: Conn, row: SensorRow, results: tuple[RuleResult, ...], *, retroactive: bool) -> int:
         open_now = await store.open_alerts(conn, row.id)
