@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("file", type=Path, help="where to write it (refused if it exists)")
     init.add_argument("--ingest-workers", type=int, default=2, help="ingest accounts to create (default 2)")
     init.add_argument(
+        "--first-ingest",
+        type=int,
+        default=1,
+        help="number of the first: slopewatch-ingest-N from N (default 1; systemd instances: e.g. 11)",
+    )
+    init.add_argument(
         "--shared-group",
         default="slopewatch-ingest",
         help="the ingest workers' shared group (SLOPEWATCH_MQTT_SHARED_GROUP; empty: plain subscription only)",
@@ -67,6 +73,9 @@ def _init(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not 1 <= args.ingest_workers <= 99:
         return _fail(f"--ingest-workers must be 1 to 99, got {args.ingest_workers}")
+    if not 0 <= args.first_ingest <= 999:
+        return _fail(f"--first-ingest must be 0 to 999, got {args.first_ingest}")
+    last = args.first_ingest + args.ingest_workers - 1
     if any(c in args.shared_group for c in "/+#"):
         return _fail(f"--shared-group {args.shared_group!r} must not contain / + or #")
     try:
@@ -86,6 +95,7 @@ def _init(args: argparse.Namespace) -> int:
         ingest_password=ingest_password,
         ingest_workers=args.ingest_workers,
         shared_group=args.shared_group,
+        first_ingest=args.first_ingest,
         gateways=gateways,
     )
     # Hashes only, but nobody else needs to read them: created 0600, never overwritten.
@@ -96,7 +106,7 @@ def _init(args: argparse.Namespace) -> int:
     print(f"wrote {path}: admin, {args.ingest_workers} ingest account(s), {len(gateways)} gateway(s)")
     print("passwords (shown once; the file keeps only hashes):")
     print(f"  {dynsec.ADMIN_USER}\t{admin_password}")
-    print(f"  {dynsec.INGEST_USER_PREFIX}1..{args.ingest_workers}\t{ingest_password}")
+    print(f"  {dynsec.INGEST_USER_PREFIX}{args.first_ingest}..{last}\t{ingest_password}")
     for gw, password in gateways:
         print(f"  {gw.username}\t{password}\t(client id {gw.clientid})")
     return 0

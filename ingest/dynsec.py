@@ -181,14 +181,16 @@ def initial_config(
     ingest_password: str,
     ingest_workers: int,
     shared_group: str,
+    first_ingest: int = 1,
     gateways: Sequence[tuple[Gateway, str]] = (),
 ) -> dict[str, Any]:
     """A complete dynamic-security.json: the admin, ``ingest_workers`` ingest accounts
-    (``slopewatch-ingest-N``, client id the same), optional gateways with their passwords."""
+    (``slopewatch-ingest-N`` from N = ``first_ingest``, client id the same), optional
+    gateways with their passwords."""
     if ingest_workers < 1:
         raise DynsecError("at least one ingest worker is needed")
     clients = [client(ADMIN_USER, admin_password, ADMIN_USER, [ADMIN_ROLE], "administers the broker's accounts")]
-    for n in range(1, ingest_workers + 1):
+    for n in range(first_ingest, first_ingest + ingest_workers):
         user = ingest_username(n)
         clients.append(client(user, ingest_password, user, [INGEST_ROLE], f"ingest worker {n}"))
     roles = [admin_role(), ingest_role(shared_group)]

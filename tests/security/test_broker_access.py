@@ -397,3 +397,15 @@ async def test_add_gateway_with_a_wrong_admin_password_fails_with_one_line(
     assert code == 1
     assert err.count("\n") == 1
     assert "cannot reach the broker" in err
+
+
+def test_init_numbers_ingest_accounts_for_systemd_instances(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "dynamic-security.json"
+    assert slopewatch(["broker", "init", str(path), "--ingest-workers", "2", "--first-ingest", "11"]) == 0
+    assert "slopewatch-ingest-11..12" in capsys.readouterr().out
+    clients = {c["username"]: c["clientid"] for c in json.loads(path.read_text())["clients"]}
+    assert clients == {
+        "slopewatch-admin": "slopewatch-admin",
+        "slopewatch-ingest-11": "slopewatch-ingest-11",
+        "slopewatch-ingest-12": "slopewatch-ingest-12",
+    }
