@@ -60,16 +60,21 @@ def seq_gaps(
     eg_en = f" (e.g. seq {holes[0]})" if holes else ""
     eg_zh = f"(如序号 {holes[0]})" if holes else ""
     hours = window_s / 3600.0
-    cause_en = (
-        f" Ingest refused {refused} reading(s) of this sensor in that time (see the dead letters); the rest were "
-        "lost before they reached ingest."
-        if refused
-        else " None were refused by ingest: they were lost between the device and ingest (gateway, link or broker)."
+    # "Lost or held up": a stopped ingest worker's share waits in its broker queue, unstored.
+    where_en = (
+        "lost or held up between the device and ingest (gateway, link, broker, or a stopped ingest worker's queue)"
     )
-    cause_zh = (
-        f"其间接入服务拒收了该传感器 {refused} 个读数(见死信)，其余在到达接入服务之前丢失。"
+    cause_en = (
+        f" Ingest refused {refused} reading(s) of this sensor in that time (see the dead letters); any others were "
+        f"{where_en}."
         if refused
-        else "接入服务未拒收任何读数：数据在设备与接入服务之间(网关、链路或消息服务器)丢失。"
+        else f" None were refused by ingest: they were {where_en}."
+    )
+    where_zh = "在设备与接入服务之间(网关、链路、消息服务器或已停止的接入进程的队列)丢失或滞留"
+    cause_zh = (
+        f"其间接入服务拒收了该传感器 {refused} 个读数(见死信)，其余{where_zh}。"
+        if refused
+        else f"接入服务未拒收任何读数：数据{where_zh}。"
     )
     en = (
         f"{missing} reading(s) are missing in {gaps} hole(s) of the device's sequence numbers over the last "

@@ -51,6 +51,8 @@ CLOCK_WINDOW_S = 3600.0
 #: once the readings around it have been stored for SEQ_GRACE_S (a late one may fill it).
 SEQ_WINDOW_S = 6 * 3600.0
 SEQ_GRACE_S = 300.0
+#: The seq sweep reads every reading of the window (bench/bench_seq_gaps.py): at most this often.
+SEQ_SWEEP_S = 300.0
 
 
 class AnalysisMetrics:
@@ -107,6 +109,7 @@ class AnalysisWorker:
         self._sensors: dict[int, SensorRow] = {}
         self._sensors_loaded = float("-inf")
         self._last_sweep = float("-inf")
+        self._last_seq_sweep = float("-inf")
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -258,6 +261,9 @@ class AnalysisWorker:
     async def _sweep_seq(self, now_s: float) -> int:
         """health.seq: sensors with holes in their devices' seq numbers (db/seq_gaps.py), and
         sensors whose seq alert is still open."""
+        if time.monotonic() - self._last_seq_sweep < SEQ_SWEEP_S:
+            return 0
+        self._last_seq_sweep = time.monotonic()
         since, until = store.ts(now_s - SEQ_WINDOW_S), store.ts(now_s)
         async with self._pool.acquire() as conn:
             found = {
