@@ -409,3 +409,18 @@ def test_init_numbers_ingest_accounts_for_systemd_instances(capsys: pytest.Captu
         "slopewatch-ingest-11": "slopewatch-ingest-11",
         "slopewatch-ingest-12": "slopewatch-ingest-12",
     }
+
+
+async def test_add_gateway_twice_is_refused_by_the_broker_with_one_line(
+    shipped: tuple[ShippedMosquitto, Accounts], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker, accounts = shipped
+    admin_url = f"mqtt://{dynsec.ADMIN_USER}:{accounts.admin}@127.0.0.1:{broker.port}"
+    monkeypatch.setenv("SLOPEWATCH_BROKER_ADMIN_URL", admin_url)
+    code = await asyncio.to_thread(slopewatch, ["broker", "add-gateway", "M1"])  # made by init
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "the broker refused: createClient" in err
+    # The existing account still works with its own password.
+    assert await subscribe_codes(broker.account("M1", accounts.gateways["M1"]), "M1", ("#",)) == [0x80]
