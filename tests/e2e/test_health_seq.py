@@ -159,7 +159,7 @@ async def test_a_rogue_member_of_the_shared_group_shows_as_holes_in_seq(
 
                 async def take() -> None:
                     async for message in rogue.messages:
-                        taken.append(json.loads(bytes(message.payload))["seq"])  # type: ignore[arg-type]
+                        taken.append(json.loads(bytes(message.payload))["seq"])
 
                 thief = asyncio.create_task(take())
                 for n in range(1, 21):
@@ -179,3 +179,74 @@ async def test_a_rogue_member_of_the_shared_group_shows_as_holes_in_seq(
     ev = evidence(alerts["GN01"])
     assert ev["readings_missing"] == len(taken)
     assert ev["readings_refused_by_ingest"] == 0
+
+
+async def test_readings_held_up_by_a_stopped_worker_show_until_delivered_and_nothing_else_does(
+    loaded_dsn: str, settings: Settings, mosquitto: Mosquitto
+) -> None:
+    """No false holes: two workers in one shared group, messages duplicated and reordered.
+    One worker stops mid-stream; the broker keeps dealing it its turn, held in its session.
+    Held past the grace, those readings are missing from the database and health.seq says
+    so; when the worker returns they are stored, every reading exactly once, and the alerts
+    come down."""
+    group, tag = f"g-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    first = settings.with_(mqtt_shared_group=group, mqtt_client_id=f"w1-{tag}")
+    second = settings.with_(mqtt_shared_group=group, mqtt_client_id=f"w2-{tag}")
+    streams = {
+        ("M1", "GN01"): GNSS,
+        ("M1", "RG01"): {"rain_mm": 0.5},
+        ("M1T", "PZ01"): {"depth_m": 9.0},
+        ("M1T", "PL01"): {"level_m": 1490.0},
+    }
+    values = sum(len(v) for v in streams.values()) * 60  # 60 readings per sensor
+    t0 = time.time() - 2 * 3600
+    sent: list[tuple[str, bytes]] = []
+    for n in range(60):
+        for (mine, sensor), v in streams.items():
+            sent.append((readings_topic(mine, sensor), json.dumps(reading(t0 + 60 * n, n, v)).encode()))
+    # Swap every fifth message with its successor; send every seventh twice.
+    for i in range(0, len(sent) - 1, 5):
+        sent[i], sent[i + 1] = sent[i + 1], sent[i]
+    sent = [m for i, m in enumerate(sent) for _ in range(2 if i % 7 == 0 else 1)]
+    half = len(sent) // 2
+    registries: list[CollectorRegistry] = []
+
+    def total() -> float:
+        return sum(stored(r) for r in registries)
+
+    async with open_pool(loaded_dsn, settings) as pool, contextlib.AsyncExitStack() as stack:
+        registries.append(await stack.enter_async_context(ingest_running(pool, first, mosquitto)))
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"gw-{tag}") as gw:
+            async with ingest_running(pool, second, mosquitto) as metrics:
+                registries.append(metrics)
+                for topic, body in sent[:half]:
+                    await gw.publish(topic, body, qos=1)
+                await asyncio.sleep(1.0)
+            # The second worker is away; its persistent session still takes its turn.
+            for topic, body in sent[half:]:
+                await gw.publish(topic, body, qos=1)
+        await asyncio.sleep(1.0)
+        held = values - total()
+        assert held > 0
+        # Just arrived: within the grace, nothing.
+        await cycle(settings, pool, time.time())
+        assert await seq_alerts(pool) == {}
+        # Held past the grace: missing from the database, and said so.
+        await cycle(settings, pool, time.time() + SEQ_GRACE_S + 1)
+        alerts = await seq_alerts(pool)
+        assert alerts
+        assert all(a["active"] for a in alerts.values())
+        missing = sum(evidence(a)["readings_missing"] for a in alerts.values())
+        assert 0 < missing <= held
+        # The worker comes back with its client id and stores what the broker held for it.
+        registries.append(await stack.enter_async_context(ingest_running(pool, second, mosquitto)))
+        await wait_for(lambda: total() >= values)
+        async with pool.acquire() as conn:
+            rows = await conn.fetchval("SELECT count(*) FROM reading")
+        assert rows == values
+        later = time.time() + SEQ_GRACE_S + 60
+        await cycle(settings, pool, later)
+        await cycle(settings, pool, later + settings.deescalate_dwell_s + 60)
+        alerts = await seq_alerts(pool)
+    assert alerts
+    assert all((a["active"], a["state"]) == (False, "closed") for a in alerts.values())
