@@ -35,7 +35,7 @@ import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from core.settings import MqttTarget
-from core.wire import CODE_PATTERN, READINGS_FILTER, TOPIC_ROOT, WIRE_VERSION
+from core.wire import CODE_PATTERN, READINGS_FILTER, readings_topic
 
 #: The plugin's own defaults for new files (mosquitto_ctrl dynsec init): PBKDF2-SHA512,
 #: 101 iterations, a 12-byte salt, a 64-byte hash.
@@ -54,9 +54,9 @@ SERVICE_PREFIX: Final = "slopewatch-"
 #: A second gateway of one mine: ``<MINE>.<name>``. "." is not allowed in a mine code, so
 #: these names never collide with one.
 _GATEWAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
-#: Client ids: printable ASCII without spaces, at most 64 characters (every MQTT 3.1.1
+#: Client ids: printable ASCII without spaces, at most 128 characters (every MQTT 3.1.1
 #: broker takes 23; mosquitto takes 65,535).
-_CLIENT_ID = re.compile(r"^[!-~]{1,64}$")
+_CLIENT_ID = re.compile(r"^[!-~]{1,128}$")
 
 DEFAULT_ACL_ACCESS: Final = {
     # Nothing is allowed unless a role grants it; unsubscribing never hurts.
@@ -91,10 +91,6 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
     return {"acltype": acltype, "topic": topic, "allow": True}
 
 
-def readings_topic_of_mine(mine: str) -> str:
-    return f"{TOPIC_ROOT}/{WIRE_VERSION}/{mine}/+/readings"
-
-
 def gateway_role_name(mine: str) -> str:
     return f"mine-{mine}"
 
@@ -104,7 +100,7 @@ def gateway_role(mine: str) -> dict[str, Any]:
     return {
         "rolename": gateway_role_name(mine),
         "textname": f"gateways of mine {mine}",
-        "acls": [_acl("publishClientSend", readings_topic_of_mine(mine))],
+        "acls": [_acl("publishClientSend", readings_topic(mine, "+"))],
     }
 
 
@@ -169,7 +165,7 @@ def check_gateway(mine: str, *, name: str | None = None, clientid: str | None = 
     username = mine if name is None else f"{mine}.{name}"
     cid = username if clientid is None else clientid
     if not _CLIENT_ID.fullmatch(cid):
-        raise DynsecError(f"client id {cid!r} must be 1-64 printable ASCII characters without spaces")
+        raise DynsecError(f"client id {cid!r} must be 1-128 printable ASCII characters without spaces")
     if cid.lower().startswith(SERVICE_PREFIX):
         raise DynsecError(f"client id {cid!r} starts with {SERVICE_PREFIX!r}, which is kept for service accounts")
     return Gateway(mine, username, cid)
