@@ -32,6 +32,7 @@ async def test_migrate_is_idempotent_and_detects_flavour(db_dsn: str) -> None:
         "008_integrity",
         "009_notify",
         "010_mine_status",
+        "016_ingest_workers",
     )
     assert again.applied == ()
     assert again.already == len(first.applied)
