@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import aiomqtt
 
@@ -23,8 +24,15 @@ from ingest import dynsec
 EXIT_USAGE = 2
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit 2 (``--help`` prints the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
+    sub = parser.add_subparsers(dest="broker_command", required=True, metavar="ACTION", parser_class=_OneLineParser)
     init = sub.add_parser(
         "init",
         help="write a new dynamic-security.json (admin and ingest accounts); passwords printed once",

@@ -351,6 +351,8 @@ async def test_every_acknowledged_reading_of_every_mine_is_stored_while_a_rogue_
         (["broker", "init", "/nonexistent-dir/x.json"], "does not exist"),
         (["broker", "init", "x.json", "--ingest-workers", "0"], "--ingest-workers"),
         (["broker", "init", "x.json", "--gateway", "M1", "--gateway", "M1"], "twice"),
+        (["broker", "add-gateway"], "required: mine"),
+        (["broker", "init", "x.json", "--ingest-workers", "two"], "invalid int value"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(
@@ -358,12 +360,24 @@ def test_bad_arguments_get_one_line_and_exit_2(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SLOPEWATCH_BROKER_ADMIN_URL", raising=False)
-    assert slopewatch(argv) == 2
+    try:
+        code = slopewatch(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1
     assert message in captured.err
     assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("action", ["init", "add-gateway"])
+def test_help_exits_0(action: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        slopewatch(["broker", action, "--help"])
+    assert exited.value.code == 0
+    assert f"usage: slopewatch broker {action}" in capsys.readouterr().out
 
 
 def test_init_never_overwrites_and_keeps_only_hashes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -424,3 +438,31 @@ async def test_add_gateway_twice_is_refused_by_the_broker_with_one_line(
     assert "the broker refused: createClient" in err
     # The existing account still works with its own password.
     assert await subscribe_codes(broker.account("M1", accounts.gateways["M1"]), "M1", ("#",)) == [0x80]
+
+
+async def test_a_gateway_cannot_command_the_plugin(shipped: tuple[ShippedMosquitto, Accounts]) -> None:
+    """The plugin takes its commands on $CONTROL/dynamic-security/v1; a gateway that
+    publishes there (to give itself ingest's role, or make an account of its own) is
+    denied like any other topic it may not publish to."""
+    broker, accounts = shipped
+    gateway = broker.account("M1", accounts.gateways["M1"])
+    commands = {
+        "commands": [
+            {"command": "addClientRole", "username": "M1", "rolename": dynsec.INGEST_ROLE},
+            {"command": "createClient", "username": "evil", "password": "evil-pw-1", "clientid": "evil"},
+            {"command": "setDefaultACLAccess", "acls": [{"acltype": "subscribe", "allow": True}]},
+        ]
+    }
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier="M1", username="M1", password=accounts.gateways["M1"]
+    ) as client:
+        await client.publish(dynsec.CONTROL_TOPIC, json.dumps(commands).encode(), qos=1)
+    await asyncio.sleep(0.5)
+    assert await subscribe_codes(gateway, "M1", (SHARED, "#")) == [0x80, 0x80]
+    assert await connect_refused_code(broker.account("evil", "evil-pw-1"), "evil", clean_session=True) == NOT_AUTHORISED
+    admin = broker.account(dynsec.ADMIN_USER, accounts.admin)
+    (client_info,) = await dynsec.control(admin, [{"command": "getClient", "username": "M1"}])
+    assert [r["rolename"] for r in client_info["data"]["client"]["roles"]] == ["mine-M1"]
+    # The plugin logs every command it runs, with who sent it: the admin's, none of M1's.
+    assert "dynsec: slopewatch-admin/slopewatch-admin | getClient" in broker.log
+    assert "dynsec: M1/" not in broker.log
