@@ -16,6 +16,7 @@ import contextlib
 import json
 import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from db.registry import load_registry
 from ingest import dynsec
 from tests.conftest import small_registry_doc, wait_for
 from tests.faults.conftest import T0_MS, Gateway, Ingest, Key, Message, retrieve_disconnect, running_ingest
+from tests.faults.rawmqtt import _packet, _read_packet, _string
 from tests.security.shipped_broker import (
     Accounts,
     ShippedMosquitto,
@@ -466,3 +468,56 @@ async def test_a_gateway_cannot_command_the_plugin(shipped: tuple[ShippedMosquit
     # The plugin logs every command it runs, with who sent it: the admin's, none of M1's.
     assert "dynsec: slopewatch-admin/slopewatch-admin | getClient" in broker.log
     assert "dynsec: M1/" not in broker.log
+
+
+async def connect_with_will_and_vanish(
+    broker: ShippedMosquitto, user: str, password: str, will_topic: str, will: bytes
+) -> None:
+    """CONNECT (MQTT 3.1.1) with a QoS 1 will, wait for CONNACK, then drop the TCP
+    connection without DISCONNECT: the broker publishes the will."""
+    reader, writer = await asyncio.open_connection(broker.host, broker.port)
+    flags = 0x02 | 0x04 | 0x08 | 0x80 | 0x40  # clean session, will, will QoS 1, username, password
+    body = _string(b"MQTT") + bytes([4, flags]) + struct.pack("!H", 30) + _string(user.encode())
+    body += _string(will_topic.encode()) + _string(will) + _string(user.encode()) + _string(password.encode())
+    writer.write(_packet(0x10, body))
+    header, ack = await asyncio.wait_for(_read_packet(reader), 5)
+    assert (header, ack[1]) == (0x20, 0)
+    writer.transport.abort()
+
+
+async def test_a_gateways_last_will_for_another_mine_is_not_delivered(
+    shipped: tuple[ShippedMosquitto, Accounts], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A will is a second way to publish: gateway M1 leaves one on mine M1T's topic and
+    drops its connection. The ingest account sees M1's own will and M1T's gateway's
+    reading (controls), never the forged will."""
+    broker, accounts = shipped
+    m1t_password = await add_gateway(broker, accounts, capsys, "M1T")
+    ingest = broker.account(dynsec.ingest_username(1), accounts.ingest)
+    received: list[tuple[str, bytes]] = []
+    async with aiomqtt.Client(
+        ingest.host, ingest.port, identifier=ingest.username, username=ingest.username, password=ingest.password
+    ) as reader:
+        await reader.subscribe("slopewatch/v1/+/+/readings", qos=1)
+
+        async def collect() -> None:
+            async for message in reader.messages:
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                received.append((message.topic.value, payload))
+
+        task = asyncio.create_task(collect(), name="ingest-reader")
+        for topic, body in (
+            (readings_topic("M1T", "PZ01"), b"forged will"),
+            (readings_topic("M1", "GN01"), b"own will"),
+        ):
+            await connect_with_will_and_vanish(broker, "M1", accounts.gateways["M1"], topic, body)
+        async with aiomqtt.Client(
+            broker.host, broker.port, identifier="M1T", username="M1T", password=m1t_password
+        ) as m1t:
+            await m1t.publish(readings_topic("M1T", "PZ01"), b"real", qos=1)
+        await wait_for(lambda: (readings_topic("M1T", "PZ01"), b"real") in received, within_s=10)
+        await wait_for(lambda: (readings_topic("M1", "GN01"), b"own will") in received, within_s=10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert (readings_topic("M1T", "PZ01"), b"forged will") not in received
