@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import pwd
 import socket
 import ssl
 import struct
@@ -521,3 +523,59 @@ async def test_a_gateways_last_will_for_another_mine_is_not_delivered(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert (readings_topic("M1T", "PZ01"), b"forged will") not in received
+
+
+async def test_switching_a_broker_to_the_shipped_config_leaves_no_rogue_member_behind(
+    tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str], loaded_dsn: str, settings: Settings
+) -> None:
+    """Under the old setup a rogue joined ingest's shared group on a persistent session and
+    went away: without a restart it keeps taking turns (issue 13). The switch to dynamic
+    security restarts the broker with the same persistence file; mosquitto 2.0.11 does not
+    restore shared subscriptions from it, so the rogue's is gone, and everything a gateway
+    sends afterwards is stored."""
+    workdir = tmp_path / "broker"
+    (workdir / "dynsec").mkdir(parents=True)
+    dynsec_file = workdir / "dynsec" / "dynamic-security.json"
+    accounts = await asyncio.to_thread(init_accounts, dynsec_file, capsys, gateways=("M1",))
+    broker = ShippedMosquitto(workdir, pki, dynsec_file)
+    shipped_conf = broker.conf.read_text()
+    broker.conf.write_text(
+        f"listener {broker.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {workdir}/data/\nlog_dest file {workdir}/legacy.log\n"
+        f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+    )
+    broker.start()
+    try:
+        async with aiomqtt.Client(broker.host, broker.port, identifier="rogue", clean_session=False) as rogue_client:
+            assert await rogue_client.subscribe(SHARED, qos=1) in ([1], (1,))
+        # The attack, as the issue found it: the absent rogue takes every other message.
+        before = numbered("M1", "GN01", "east_mm", 1000, 20)
+        async with running_ingest(
+            loaded_dsn, ingest_settings(settings, 1), MqttTarget(broker.host, broker.port)
+        ) as ingest:
+            legacy_gw = Gateway(MqttTarget(broker.host, broker.port), client_id="M1")
+            await legacy_gw.send(before)
+            await legacy_gw.close()
+            await wait_for(lambda: ingest.stored >= 50, within_s=15)
+            await asyncio.sleep(0.5)
+            assert ingest.received == 10
+        broker.stop()  # a clean stop writes the rogue's session to mosquitto.db
+        assert (workdir / "data" / "mosquitto.db").exists()
+        broker.conf.write_text(shipped_conf)
+        broker.start()
+        worker = broker.account(dynsec.ingest_username(1), accounts.ingest)
+        async with running_ingest(loaded_dsn, ingest_settings(settings, 1), worker) as ingest:
+            gw = Gateway(broker.account("M1", accounts.gateways["M1"]), client_id="M1")
+            messages = numbered("M1", "GN01", "east_mm", 0, 100)
+            await gw.send(messages)
+            await gw.close()
+            await wait_for(lambda: ingest.stored >= 500, within_s=15)
+            received = ingest.received
+    finally:
+        broker.stop()
+    rows, keys = await stored_by_mine(loaded_dsn)
+    assert received == 100
+    after = {k for m in messages for k in m.keys}
+    assert after <= keys  # every reading sent after the switch
+    assert len(keys - after) == 50  # and the 10 of 20 messages ingest got before it
+    assert rows == len(keys)
