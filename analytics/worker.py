@@ -28,16 +28,23 @@ from analytics.alarm import decide
 from analytics.clock import RULE as CLOCK_RULE
 from analytics.clock import clock_ahead
 from analytics.facilities import facility_results, rollup_rule
+from analytics.ingest_group import RULE as GROUP_RULE
+from analytics.ingest_group import group_membership
+from analytics.seq_gaps import RULE as SEQ_RULE
+from analytics.seq_gaps import seq_gaps
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 from core.model import Level
 from core.settings import Settings
 from core.wire import readings_topic
 from db import alerts as store
+from db import ingest_workers
 from db import watchdog as watchdog_store
 from db.facilities import try_lock as rollup_lock
 from db.pool import Conn
 from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
 from db.registry import SensorRow, fetch_sensors
+from db.seq_gaps import refused_by_topic
+from db.seq_gaps import seq_gaps as stored_seq_gaps
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,12 @@ CLOSE_BY_HAND_FROM = Level.ORANGE
 #: health.clock looks at the refusals of this long back; it clears (after the dwell) once
 #: none came for this long.
 CLOCK_WINDOW_S = 3600.0
+#: health.seq looks for holes in seq among readings measured this long back, counting a hole
+#: once the readings around it have been stored for SEQ_GRACE_S (a late one may fill it).
+SEQ_WINDOW_S = 6 * 3600.0
+SEQ_GRACE_S = 300.0
+#: The seq sweep reads every reading of the window (bench/bench_seq_gaps.py): at most this often.
+SEQ_SWEEP_S = 300.0
 
 
 class AnalysisMetrics:
@@ -102,6 +115,7 @@ class AnalysisWorker:
         self._sensors: dict[int, SensorRow] = {}
         self._sensors_loaded = float("-inf")
         self._last_sweep = float("-inf")
+        self._last_seq_sweep = float("-inf")
         self._stopping = asyncio.Event()
         self._rollup_rule = rollup_rule(settings)
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -241,7 +255,8 @@ class AnalysisWorker:
                 health = tuple(res for res in results if res.rule.startswith("health.silent"))
                 async with conn.transaction():
                     changes += await self._apply(conn, row, health, retroactive=False)
-        return changes + await self._sweep_clocks(now_s)
+        changes += await self._sweep_clocks(now_s) + await self._sweep_seq(now_s)
+        return changes + await self._sweep_ingest_workers(now_s)
 
     async def _sweep_clocks(self, now_s: float) -> int:
         """health.clock: sensors whose readings ingest refused as stamped in the future
@@ -283,6 +298,69 @@ class AnalysisWorker:
             async with self._pool.acquire() as conn, conn.transaction():
                 changes += await self._apply(conn, row, (result,), retroactive=False)
         return changes
+
+    async def _sweep_seq(self, now_s: float) -> int:
+        """health.seq: sensors with holes in their devices' seq numbers (db/seq_gaps.py), and
+        sensors whose seq alert is still open."""
+        if time.monotonic() - self._last_seq_sweep < SEQ_SWEEP_S:
+            return 0
+        self._last_seq_sweep = time.monotonic()
+        since, until = store.ts(now_s - SEQ_WINDOW_S), store.ts(now_s)
+        async with self._pool.acquire() as conn:
+            found = {
+                g.sensor_id: g
+                for g in await stored_seq_gaps(
+                    conn, since=since, until=until, settled_before=store.ts(now_s - SEQ_GRACE_S)
+                )
+            }
+            refused = await refused_by_topic(conn, since=since, until=until)
+            still_open = await conn.fetch(
+                "SELECT sensor_id FROM alert WHERE rule = $1 AND state <> 'closed' AND active", SEQ_RULE
+            )
+        changes = 0
+        for sensor_id in sorted(set(found) | {int(r["sensor_id"]) for r in still_open}):
+            row = self._sensors.get(sensor_id)
+            if row is None:
+                continue
+            g = found.get(sensor_id)
+            result = seq_gaps(
+                g.gaps if g else 0,
+                g.missing if g else 0,
+                g.last_gap_at.timestamp() if g else None,
+                now_s=now_s,
+                window_s=SEQ_WINDOW_S,
+                examples=g.examples if g else (),
+                refused=refused.get(readings_topic(row.mine_code, row.code), 0),
+            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                changes += await self._apply(conn, row, (result,), retroactive=False)
+        return changes
+
+    async def _sweep_ingest_workers(self, now_s: float) -> int:
+        """health.ingest_workers: as many ingest workers alive as SLOPEWATCH_INGEST_WORKERS_EXPECTED
+        (analytics/ingest_group.py); a service alert, not a sensor's."""
+        expected = self._settings.ingest_workers_expected
+        if expected <= 0:
+            return 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            seen = await ingest_workers.workers(conn, store.ts(now_s))
+            check = group_membership(
+                seen.alive, seen.silent, expected=expected, shared_group=",".join(seen.groups), now_s=now_s
+            )
+            change = await ingest_workers.set_service_alert(
+                conn,
+                GROUP_RULE,
+                ok=check.ok,
+                at=store.ts(now_s),
+                evidence=check.evidence,
+                en=check.explanation_en,
+                zh=check.explanation_zh,
+            )
+        if change == "opened":
+            logger.warning("service alert opened rule=%s %s", GROUP_RULE, check.explanation_en)
+        elif change == "cleared":
+            logger.info("service alert cleared rule=%s alive=%d", GROUP_RULE, len(seen.alive))
+        return 0 if change is None else 1
 
     async def _apply(self, conn: Conn, row: SensorRow, results: tuple[RuleResult, ...], *, retroactive: bool) -> int:
         subject = store.Subject(row.site_id, row.mine_id, row.region_code, sensor_id=row.id)

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli import notify
 
     notify.add_arguments(add("notify", "notification targets (webhook, e-mail, SMS), delivery log, test receiver"))
+    from cli import broker
+
+    broker.add_arguments(add("broker", "the broker's accounts: who may publish, subscribe and connect as whom"))
 
     _add_plugin_commands(add)
     return parser
@@ -166,6 +169,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from cli import integrity
 
         return integrity.run_keygen(args)
+    if command == "broker":
+        from cli import broker
+
+        return await broker.run(args, settings)
     if command in ("verify", "seal"):
         from cli import integrity
 

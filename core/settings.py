@@ -107,6 +107,14 @@ class Settings:
     mqtt_shared_group: str = "slopewatch-ingest"
     #: CA certificates (PEM) that sign the broker's certificate, for mqtts://; unset: the system's.
     mqtt_ca_file: str | None = None
+    #: The broker's admin account (mosquitto dynamic security), for ``slopewatch broker add-gateway``:
+    #: mqtt://slopewatch-admin:<password>@127.0.0.1:1883. Holds a password: never logged.
+    broker_admin_url: str | None = field(default=None, repr=False)
+    #: How often each ingest worker records that it is alive and subscribed (ingest_worker table).
+    ingest_heartbeat_s: float = 10.0
+    #: How many ingest workers should be in the shared group; the analysis worker raises the
+    #: health alert ``health.ingest_workers`` when a different number is alive. 0: not checked.
+    ingest_workers_expected: int = 0
     batch_max_rows: int = 5000
     batch_max_age_ms: int = 250
     #: Flush before this many messages wait for their acknowledgement. Keep it at or
@@ -196,6 +204,13 @@ class Settings:
     def check(self) -> None:
         if self.mqtt_url is not None:
             MqttTarget.parse(self.mqtt_url)
+        if self.broker_admin_url:
+            try:
+                MqttTarget.parse(self.broker_admin_url)
+            except SettingsError as exc:
+                raise SettingsError(f"SLOPEWATCH_BROKER_ADMIN_URL: {exc}") from None
+        if self.ingest_workers_expected < 0:
+            raise SettingsError("SLOPEWATCH_INGEST_WORKERS_EXPECTED must be 0 (not checked) or more")
         if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):
             raise SettingsError("DATABASE_URL must start with postgresql://")
         if self.timescaledb not in ("auto", "on", "off"):
@@ -238,6 +253,7 @@ class Settings:
             "api_auth_window_s",
             "api_auth_max_clients",
             "stream_recheck_s",
+            "ingest_heartbeat_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"SLOPEWATCH_{name.upper()} must be positive")

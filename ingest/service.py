@@ -12,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import aiomqtt
 import asyncpg
 
 from core.settings import MqttTarget, Settings
 from core.wire import READINGS_FILTER, DecodeLimits
+from db.ingest_workers import heartbeat
 from db.readings import DeadLetter, ReadingBatch, write_batch
 from ingest.accept import accept_message
 from ingest.directory import SensorDirectory
@@ -73,6 +77,7 @@ class IngestService:
         self._swapped = asyncio.Event()
         self._stopping = asyncio.Event()
         self._write_lock = asyncio.Lock()
+        self._started_at = datetime.now(UTC)
         self.connected = asyncio.Event()
 
     def stop(self) -> None:
@@ -139,12 +144,35 @@ class IngestService:
             receiver = tg.create_task(self._receive(client), name="ingest-receive")
             flusher = tg.create_task(self._flush_loop(client), name="ingest-flush")
             stopper = tg.create_task(self._stopping.wait(), name="ingest-stop-wait")
+            beating = tg.create_task(self._heartbeat(), name="ingest-heartbeat")
             await asyncio.wait({receiver, flusher, stopper}, return_when=asyncio.FIRST_COMPLETED)
             receiver.cancel()
             flusher.cancel()
             stopper.cancel()
+            beating.cancel()
         # Receiving has stopped: commit and acknowledge what is held before disconnecting.
         await self._flush(client)
+
+    async def _heartbeat(self) -> None:
+        """Record, while subscribed, that this worker is a live member of the shared group
+        (health.ingest_workers). A failed write is logged and retried at the next beat: the
+        heartbeat never holds up or stops ingest."""
+        every = self._settings.ingest_heartbeat_s
+        while True:
+            try:
+                async with asyncio.timeout(every), self._pool.acquire() as conn:
+                    await heartbeat(
+                        conn,
+                        client_id=self._settings.mqtt_client_id,
+                        shared_group=self._settings.mqtt_shared_group,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        started_at=self._started_at,
+                        heartbeat_s=every,
+                    )
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("ingest heartbeat not recorded error=%r", exc)
+            await asyncio.sleep(every)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         settings = self._settings

@@ -17,7 +17,7 @@ from tests.conftest import Mosquitto, wait_for
 from tests.faults.conftest import T0_MS, gnss_messages, keys_of, running_ingest, stored
 from tests.faults.rawmqtt import Outcome, publish_raw
 
-ACL_FILE = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "acl"
+ACL_FILE = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "legacy-acl"
 
 GOOD = {"t": T0_MS, "v": {"east_mm": 1.0}}
 
