@@ -1,4 +1,4 @@
-"""The watchdog over the watcher, run by the API process.
+"""The watchdog over the watcher, run by the API process or by ``slopewatch watchdog``.
 
 ``slopewatch analyze`` publishes a heartbeat after every cycle (analysis_heartbeat) and
 the newest measurement time it has evaluated. Every SLOPEWATCH_WATCHDOG_POLL_S the
@@ -21,6 +21,11 @@ analysis; the API is the process every user looks at. While the analysis is dead
 watchdog also runs a standby notifier here, so this alert (and anything else queued)
 still goes out; several notifiers are safe (db/notify.py). With several API processes,
 an advisory lock lets one write per poll.
+
+Under least privilege the API's login (slopewatch_api) may not write alerts: the first
+refusal turns this process' watchdog into a judge only (``/health``, the banner), and
+``slopewatch watchdog``, a process of its own with the analysis' login, raises the alerts
+and runs the standby notifier (deploy/ runs it so).
 """
 
 from __future__ import annotations
@@ -188,15 +193,33 @@ class Watchdog:
         #: mines with sensors, and their online counts as of the last offline pass
         self._mines: dict[int, MineMonitoring] = {}
         self._offline: list[str] = []
+        #: False once the database refused this process' writes: it then only judges
+        self.writes = True
 
     async def check(self, *, offline: bool = True) -> WatchdogStatus | None:
-        """One pass; None when another API process holds the watchdog's lock right now.
+        """One pass; None when another process holds the watchdog's lock right now.
 
         offline: also recount every mine's sensors for monitoring.offline (the costly part:
         ``run`` does it once a minute, the heartbeat every poll)."""
+        if self.writes:
+            try:
+                return await self._check(offline=offline)
+            except asyncpg.InsufficientPrivilegeError as exc:
+                # The API's least-privilege login (slopewatch_api) may not write alerts: judge
+                # here for /health and the pages' banner, and leave the alerts to
+                # `slopewatch watchdog`, run with the analysis' login (docs/deploy.md).
+                logger.warning(
+                    "watchdog: this process' database login may not write alerts (%s): it only reports "
+                    "here; run `slopewatch watchdog` with the analysis login to raise the alerts",
+                    exc,
+                )
+                self.writes = False
+        return await self._check(offline=offline)
+
+    async def _check(self, *, offline: bool) -> WatchdogStatus | None:
         max_lag = self._settings.watchdog_max_lag_s
         async with self._pool.acquire(timeout=10) as conn, conn.transaction():
-            if not await db.try_lock(conn):
+            if self.writes and not await db.try_lock(conn):
                 return None
             fresh = await db.freshness(conn, alive_s=max_lag)
             j = judge(fresh, max_lag_s=max_lag, watching_since=self._since)
@@ -225,11 +248,13 @@ class Watchdog:
                     level, active = current.get((mine_id, subject), (0, False))
                     if (active and level == int(result.level)) or (not active and result.level is Level.NONE):
                         continue  # nothing changes: no write
+                    if not self.writes:
+                        continue
                     target = store.Subject(m.first_site_id, mine_id, m.region_code, subject=subject)
                     await apply_results(
                         conn, target, (result,), dwell_s=0.0, retroactive=False, label=f"mine={m.code} {subject}"
                     )
-        await self._standby_notifier(j.state == "dead")
+        await self._standby_notifier(j.state == "dead" and self.writes)
         self.status = WatchdogStatus(
             analysis=j.state,
             heartbeat_age_s=j.heartbeat_age_s,

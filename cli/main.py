@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import os
 import sys
@@ -62,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("ingest", "consume readings from MQTT into the database (several workers share the load)")
     add("analyze", "run the detectors, maintain alerts, escalate and notify, seal readings into hash chains")
+    add(
+        "watchdog",
+        "watch the analysis (heartbeat, lag) and every mine's monitoring from a process of its own; "
+        "raise watchdog.analysis and monitoring.offline alerts (run it with the analysis' database login)",
+    )
     api = add("api", "serve the HTTP API")
     api.add_argument("--host", help="bind address (default 127.0.0.1; SLOPEWATCH_API_HOST)")
     api.add_argument("--port", type=int, help="port (default 8000; SLOPEWATCH_API_PORT)")
@@ -185,6 +191,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _ingest(settings)
     if command == "analyze":
         return await _analyze(settings)
+    if command == "watchdog":
+        return await _watchdog(settings)
     if command == "api":
         return await _api(args, settings)
     if command == "simulate":
@@ -349,6 +357,27 @@ async def _analyze(settings: Settings) -> int:
                     ("seal", run_sealer(pool, seal_stop, signer=signer, heads_file=heads_file), seal_stop.set),
                 ],
             )
+
+
+async def _watchdog(settings: Settings) -> int:
+    from api.watchdog import Watchdog
+
+    if settings.watchdog_poll_s <= 0:
+        print("slopewatch watchdog: SLOPEWATCH_WATCHDOG_POLL_S must be above 0 to watch", file=sys.stderr)
+        return 2
+    with runtime.database(settings) as dsn:
+        async with open_pool(dsn, settings) as pool:
+            dog = Watchdog(settings, pool)
+            stop = asyncio.Event()
+
+            async def watch() -> None:
+                task = asyncio.create_task(dog.run(), name="watchdog")
+                await stop.wait()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+            return await _run_services(settings, make=lambda: [("watchdog", watch(), stop.set)])
 
 
 async def _api(args: argparse.Namespace, settings: Settings) -> int:

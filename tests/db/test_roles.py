@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import asyncpg
@@ -20,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from analytics.worker import AnalysisMetrics, AnalysisWorker
 from api.app import create_app
+from api.watchdog import Watchdog
 from core import headsign
 from core.registry import parse_registry
 from core.settings import Settings
@@ -354,3 +359,61 @@ async def test_login_users_are_made_by_the_owner_in_one_service_role(deployment:
             await admin.execute(f"DROP ROLE IF EXISTS {name}")
         finally:
             await admin.close()
+
+
+async def test_the_watchdog_judges_in_the_api_and_alarms_as_its_own_process(
+    deployment: Deployment, settings: Settings, tmp_path: Path
+) -> None:
+    """Under least privilege the API's login may not write alerts: its watchdog keeps judging
+    (for /health and the banner) and says once why it raises nothing; `slopewatch watchdog`,
+    a real process with a login in slopewatch_analyze, raises watchdog.analysis for every mine
+    when no analysis beats."""
+    fast = settings.with_(watchdog_poll_s=0.2, watchdog_max_lag_s=1.0, summary_refresh_s=0)
+    async with open_pool(deployment.dsn["api"], fast) as pool:
+        dog = Watchdog(fast, pool)
+        await asyncio.sleep(1.2)  # watching for longer than the limit, and no heartbeat
+        status = await dog.check()
+        assert status is not None
+        assert status.analysis == "dead"
+        assert dog.writes is False, "the API's login was refused the alert writes"
+        assert (await dog.check()) is not None, "it goes on judging"
+    owner = await asyncpg.connect(deployment.owner)
+    try:
+        assert await owner.fetchval("SELECT count(*) FROM alert WHERE rule = 'watchdog.analysis'") == 0
+    finally:
+        await owner.close()
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": deployment.dsn["analyze"],
+        "SLOPEWATCH_WATCHDOG_POLL_S": "0.2",
+        "SLOPEWATCH_WATCHDOG_MAX_LAG_S": "1",
+        "SLOPEWATCH_DATA_DIR": str(tmp_path),
+        "SLOPEWATCH_METRICS_PORT": "0",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("slopewatch")), "watchdog", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+
+        async def alarmed() -> int:
+            conn = await asyncpg.connect(deployment.owner)
+            try:
+                return int(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM alert WHERE rule = 'watchdog.analysis' AND active AND level = 3"
+                    )
+                )
+            finally:
+                await conn.close()
+
+        await wait_for(lambda: _equals(alarmed(), 2), within_s=60, interval=0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"Traceback" not in err, err.decode()[-2000:]
+
+
+async def _equals(value: Any, expected: int) -> bool:
+    return bool(await value == expected)
