@@ -172,6 +172,14 @@ async def test_each_service_does_its_work_as_its_own_role(
             dead = await http.get("/dead-letters")
             assert dead.status_code == 200, dead.text
             assert len(dead.json()["items"]) == 1
+        # The pages' login: a server-side session, made, used and ended by the API's login.
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as browser:
+            same_origin = {"Origin": "http://t"}
+            r = await browser.post("/api/v1/session", json={"token": owner_pool_token}, headers=same_origin)
+            assert r.status_code == 200, r.text
+            assert (await browser.get("/api/v1/me")).status_code == 200
+            assert (await browser.delete("/api/v1/session", headers=same_origin)).status_code in (200, 204)
+            assert (await browser.get("/api/v1/me")).status_code == 401
     conn = await asyncpg.connect(deployment.owner)
     try:
         assert await conn.fetchval("SELECT count(*) FROM reading") == 5
