@@ -599,8 +599,14 @@ def _judge(
                 # A slope heading for failure keeps pointing at the same time; a burst's
                 # rising limb points a few hours ahead of every evaluation. Refit without
                 # the newest readings and ask for the same failure time.
-                earlier = _earlier_forecast(t, x * direction, seg, t_last - p.consistency_lag_s, p)
-                confirmed = earlier is not None and abs(earlier - (t_last + ttf)) <= p.consistency_rel * ttf
+                earlier_at = _earlier_forecast(t, x * direction, seg, t_last - p.consistency_lag_s, p)
+                # Judged on the longer of the two horizons: the earlier forecast had that much
+                # longer to run, and near failure the current one shrinks to nothing (an hour
+                # before failure no earlier fit could agree to within 70 % of an hour).
+                confirmed = earlier_at is not None and abs(earlier_at[0] - (t_last + ttf)) <= p.consistency_rel * max(
+                    ttf, earlier_at[0] - earlier_at[1]
+                )
+                earlier = None if earlier_at is None else earlier_at[0]
                 if not confirmed:
                     by_ttf = Level.YELLOW
                     lag_h = p.consistency_lag_s / HOUR_S
@@ -672,9 +678,12 @@ def _replace(a: Acceleration, **changes: object) -> Acceleration:
     return replace(a, **changes)  # type: ignore[arg-type]
 
 
-def _earlier_forecast(t: FloatArray, x: FloatArray, seg: IntArray, t_cut: float, p: AccelerationParams) -> float | None:
-    """Failure time (epoch s) forecast from the readings up to ``t_cut``; None when that fit
-    is not significant. t, x, seg: (n,) times, oriented displacement, segment ids."""
+def _earlier_forecast(
+    t: FloatArray, x: FloatArray, seg: IntArray, t_cut: float, p: AccelerationParams
+) -> tuple[float, float] | None:
+    """``(failure time, newest reading used)`` (epoch s) forecast from the readings up to
+    ``t_cut``; None when that fit is not significant. t, x, seg: (n,) times, oriented
+    displacement, segment ids."""
     hi = int(np.searchsorted(t, t_cut, side="right"))
     lo = int(np.searchsorted(t, t_cut - p.fit_window_s))
     if hi - lo < 8:
@@ -685,7 +694,7 @@ def _earlier_forecast(t: FloatArray, x: FloatArray, seg: IntArray, t_cut: float,
     fit = fit_voight(tb, xb, cb, t_ref_s=float(t[hi - 1]))
     if fit is None or fit.p_accel >= p.p_fit_weak:
         return None
-    return float(t[hi - 1]) + fit.ttf_s
+    return float(t[hi - 1]) + fit.ttf_s, float(t[hi - 1])
 
 
 def _trend(t_d: FloatArray, v: FloatArray) -> tuple[FloatArray, ...]:

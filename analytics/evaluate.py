@@ -25,7 +25,7 @@ import numpy as np
 from analytics import health
 from analytics._arrays import HOUR_S, FloatArray
 from analytics.acceleration import DEFAULT_PARAMS, Acceleration, AccelerationParams, assess_acceleration_many
-from analytics.rate import RATE_CONFIDENCE
+from analytics.rate import RATE_CONFIDENCE, RED_CONFIDENCE
 from analytics.threshold_rules import STANDARD_RAIN_24H, latest_robust, threshold_rule, trailing_sum
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 from core.model import Level, SensorKind
@@ -278,6 +278,7 @@ def _rate_result(comp: _Component, acc: Acceleration, thresholds: ThresholdSet) 
         noise_dof=_f(rb.dof),
         se_multiplier=_f(rb.k),
         judged_window_h=None if rb.judged_window_s is None else rb.judged_window_s / HOUR_S,
+        se_multiplier_red=_f(rb.k_red),
     )
     windows = ", ".join(f"{h:.0f}" for h in hours)
     source = (
@@ -288,7 +289,9 @@ def _rate_result(comp: _Component, acc: Acceleration, thresholds: ThresholdSet) 
     method = (
         f"least-squares rates over the trailing {windows} h; each judged on its lower bound, "
         f"rate − {rb.k:.2f} × standard error (one-sided {100 * RATE_CONFIDENCE:.1f} %), the standard error "
-        f"from {source}, so noise correlated over hours cannot cross a threshold; the fastest bound counts"
+        f"from {source}, so noise correlated over hours cannot cross a threshold; the fastest bound counts; "
+        f"red also when that bound is at orange and the {100 * RED_CONFIDENCE:.1f} % bound (rate − "
+        f"{rb.k_red:.2f} × standard error) reaches red"
     )
     # Shown: the rate over the window that set the judged value, so value and bound agree.
     i = rb.windows_s.index(rb.judged_window_s) if rb.judged_window_s is not None else 0
@@ -306,6 +309,9 @@ def _rate_result(comp: _Component, acc: Acceleration, thresholds: ThresholdSet) 
         extra=extra,
         unjudged=rb.reason,
         unjudged_zh=rb.reason_zh,
+        red_judged=rb.judged_red_per_day,
+        red_note=f"{100 * RED_CONFIDENCE:.1f} % bound",
+        red_note_zh=f"{100 * RED_CONFIDENCE:.1f}% 置信下限",
     )
 
 
