@@ -85,6 +85,12 @@ class AccelerationParams:
     p_mk_weak: float = 0.2
     p_fit_strong: float = 1e-3
     p_fit_weak: float = 0.05
+    #: Displacement curvature this significant stands without the velocity trend, once the
+    #: slope moves at ``v_floor_mm_per_day`` or more (lower bound): near failure the last
+    #: blocks are many times faster than the rest, the trend-free prewhitening of the
+    #: week's block velocities takes the convex rise for autocorrelation, and Mann–Kendall's
+    #: p wanders between 0.1 and 0.3 from hour to hour while the curve is unmistakable.
+    p_fit_overwhelming: float = 1e-9
     #: No yellow or above below this current velocity (lower 95 % bound), mm/day.
     v_floor_mm_per_day: float = 1.0
     #: No forecast-based orange below this current velocity (lower 95 % bound), mm/day.
@@ -114,6 +120,11 @@ class AccelerationParams:
     #: with fewer (a young series) the correlated-noise error of :mod:`analytics.rate` is
     #: used when larger, so a few days of data cannot pass noise off as speed.
     min_day_blocks: int = 10
+    #: The level is held for this long of measurement time, as :func:`analytics.alarm.decide`
+    #: holds an alert (the worker's dwell): prefixes ending up to this long before the newest
+    #: reading are judged too, every ``hold_step_s``. 0 turns the hold off.
+    hold_s: float = 6 * HOUR_S
+    hold_step_s: float = HOUR_S
 
 
 DEFAULT_PARAMS = AccelerationParams()
@@ -154,12 +165,19 @@ class Acceleration:
     blocks: Blocks | None = None
     #: Trailing rates with a correlated-noise standard error, for rate thresholds.
     rate: RateBound | None = None
+    #: When the level is held from a judgement of the readings up to a few hours ago: the
+    #: newest reading of that judgement and its forecast failure time.
+    held_from_s: float | None = None
+    held_forecast_s: float | None = None
 
     @property
     def forecast_failure_s(self) -> float | None:
-        """Forecast failure time (epoch s) when the fit is reliable and the level is yellow or above."""
-        if not self.forecast_reliable or self.voight is None or self.level < Level.YELLOW:
+        """Forecast failure time (epoch s) when the fit is reliable and the level is yellow or
+        above; for a held level without a reliable fit now, the forecast it was held from."""
+        if self.level < Level.YELLOW:
             return None
+        if not self.forecast_reliable or self.voight is None:
+            return self.held_forecast_s
         return self.at_s + self.voight.ttf_s
 
     @property
@@ -192,6 +210,7 @@ class Acceleration:
             "onset_s": _f(self.onset_s),
             "forecast_reliable": self.forecast_reliable,
             "earlier_forecast_s": _f(self.earlier_forecast_s),
+            "held_from_s": _f(self.held_from_s),
         }
         if self.recent is not None:
             ev.update(
@@ -262,6 +281,7 @@ def assess_acceleration_many(
     interval_s: float,
     params: AccelerationParams = DEFAULT_PARAMS,
     with_rate: Sequence[bool] | None = None,
+    judged_until_s: float | None = None,
 ) -> list[Acceleration]:
     """:func:`assess_acceleration` of every row of ``disp`` (k, n), all on the times ``t_s`` (n,).
 
@@ -270,10 +290,83 @@ def assess_acceleration_many(
     through the array stages together (:mod:`analytics._stacked`); the judgement
     itself, and the displacement fit where it is needed, run per row.
     with_rate: (k,) per row, default all True.
+
+    The level is held as the alarm's dwell holds it (:attr:`AccelerationParams.hold_s`):
+    for a row that moves or is at blue or above, the prefixes of the window ending
+    ``hold_step_s``, ``2·hold_step_s`` … before the newest reading are judged too, and the
+    highest level counts (:func:`_held`). So a level judged from scratch — after a restart,
+    a backlog, a replay — is the level an hour-by-hour run holds at that time.
+    judged_until_s: the newest reading of the previous evaluation; only prefixes ending after
+    it are judged (their levels went through the alarm's dwell already).
     """
+    rates = [True] * disp.shape[0] if with_rate is None else list(with_rate)
+    now = _assess_once(t_s, disp, interval_s=interval_s, params=params, with_rate=rates)
+    if params.hold_s <= 0 or t_s.size == 0:
+        return now
+    # Who can have been higher a few hours ago: a row at blue or above, one that measurably
+    # moves (velocity or a rate bound above zero). A quiet row is judged once.
+    hold = [
+        i
+        for i, a in enumerate(now)
+        if a.level >= Level.BLUE or a.velocity_lower_per_day > 0 or (a.rate is not None and a.rate.judged_per_day > 0)
+    ]
+    if not hold or (judged_until_s is not None and judged_until_s >= t_s[-1] - params.hold_step_s):
+        return now
+    t_end = float(t_s[-1])
+    nested = replace(params, hold_s=0.0)
+    for j in range(1, int(params.hold_s / params.hold_step_s + 1e-9) + 1):
+        t_cut = t_end - j * params.hold_step_s
+        if judged_until_s is not None and t_cut <= judged_until_s:
+            break
+        hi = int(np.searchsorted(t_s, t_cut, side="right"))
+        if hi < 3:
+            break
+        earlier = _assess_once(
+            t_s[:hi], disp[hold, :hi], interval_s=interval_s, params=nested, with_rate=[rates[i] for i in hold]
+        )
+        for i, e in zip(hold, earlier, strict=True):
+            now[i] = _held(now[i], e)
+    return now
+
+
+def _held(now: Acceleration, earlier: Acceleration) -> Acceleration:
+    """``now`` with the level (and the rate bound) of ``earlier``, a judgement of the same
+    series up to a few hours ago, where that is higher."""
+    out = now
+    if earlier.level > now.level:
+        ago = (now.at_s - earlier.at_s) / HOUR_S
+        out = _replace(
+            now,
+            level=earlier.level,
+            reason=f"{now.reason}; held at {earlier.level.label} for the alarm's dwell: "
+            f"the readings up to {ago:.0f} h ago gave {earlier.level.label} ({earlier.reason})",
+            reason_zh=f"{now.reason_zh}；按报警保持时间维持{earlier.level.label_zh}：截至 {ago:.0f} 小时前的数据判为"
+            f"{earlier.level.label_zh}({earlier.reason_zh})",
+            held_from_s=earlier.at_s,
+            held_forecast_s=earlier.forecast_failure_s,
+        )
+    rn, re_ = now.rate, earlier.rate
+    if rn is not None and re_ is not None and math.isfinite(re_.judged_per_day):
+        # The rate shown is the one judged highest; the bound judged against red alone is
+        # the highest of the two, so the held rate level is at least each one's level.
+        best = re_ if not math.isfinite(rn.judged_per_day) or re_.judged_per_day > rn.judged_per_day else rn
+        red = max((r.judged_red_per_day for r in (rn, re_) if math.isfinite(r.judged_red_per_day)), default=math.nan)
+        out = _replace(out, rate=replace(best, judged_red_per_day=red))
+    return out
+
+
+def _assess_once(
+    t_s: FloatArray,
+    disp: FloatArray,
+    *,
+    interval_s: float,
+    params: AccelerationParams,
+    with_rate: list[bool],
+) -> list[Acceleration]:
+    """:func:`assess_acceleration_many` at the newest reading only, without the hold."""
     p = params
     k = disp.shape[0]
-    rates = [True] * k if with_rate is None else list(with_rate)
+    rates = with_rate
     out: list[Acceleration | None] = [None] * k
     ok = np.isfinite(disp)
     groups: dict[bytes, list[int]] = {}
@@ -514,7 +607,8 @@ def _judge(
     # The displacement fit is the costly step; it can only matter when the velocity
     # trend gives at least weak support, so a quiet sensor skips it.
     vfit: VoightFit | None = None
-    if mk.p_increasing < p.p_mk_weak and accel > 0:
+    moving = v_low >= p.v_floor_mm_per_day
+    if (mk.p_increasing < p.p_mk_weak or moving) and accel > 0:
         # Only the last 30 days: the oldest onset considered is 25 days back.
         lo = int(np.searchsorted(t, t_last - p.fit_window_s))
         tb, xb, cb = bin_means(
@@ -538,8 +632,11 @@ def _judge(
     inverse = fit_inverse_velocity(blocks.t_mid_s[after], v_all[after], se_blocks[after], t_ref_s=t_last)
     duration = t_last - onset_s
 
-    strong = (mk.p_increasing < p.p_mk_strong and p_fit < p.p_fit_weak) or (
-        p_fit < p.p_fit_strong and mk.p_increasing < p.p_mk_weak
+    overwhelming = moving and p_fit < p.p_fit_overwhelming
+    strong = (
+        (mk.p_increasing < p.p_mk_strong and p_fit < p.p_fit_weak)
+        or (p_fit < p.p_fit_strong and mk.p_increasing < p.p_mk_weak)
+        or overwhelming
     )
     significant = strong and accel > 0
     reliable = (
@@ -600,11 +697,12 @@ def _judge(
                 # rising limb points a few hours ahead of every evaluation. Refit without
                 # the newest readings and ask for the same failure time.
                 earlier_at = _earlier_forecast(t, x * direction, seg, t_last - p.consistency_lag_s, p)
-                # Judged on the longer of the two horizons: the earlier forecast had that much
-                # longer to run, and near failure the current one shrinks to nothing (an hour
-                # before failure no earlier fit could agree to within 70 % of an hour).
+                # Judged on the longest of the two horizons and the lag: the earlier forecast had
+                # that much longer to run, and near failure the current one shrinks to nothing (an
+                # hour before failure no earlier fit could agree to within 70 % of an hour). A
+                # burst's forecast runs ahead by the lag itself, more than 70 % of it.
                 confirmed = earlier_at is not None and abs(earlier_at[0] - (t_last + ttf)) <= p.consistency_rel * max(
-                    ttf, earlier_at[0] - earlier_at[1]
+                    ttf, earlier_at[0] - earlier_at[1], p.consistency_lag_s
                 )
                 earlier = None if earlier_at is None else earlier_at[0]
                 if not confirmed:
@@ -634,7 +732,7 @@ def _judge(
                 why.append(
                     (f"accelerating for only {duration / HOUR_S:.0f} h", f"加速仅持续 {duration / HOUR_S:.0f} 小时")
                 )
-            if mk.p_increasing >= p.red_mk_p:
+            if mk.p_increasing >= p.red_mk_p and not overwhelming:
                 why.append(
                     (
                         f"velocity trend not significant at {p.red_mk_p:g} (p = {mk.p_increasing:.3f})",

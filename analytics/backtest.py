@@ -134,7 +134,8 @@ class SeriesScore:
     evaluations: int = 0
 
 
-def _series(fam: Family, seed: int) -> Series:
+def family_series(fam: Family, seed: int) -> Series:
+    """The series of family ``fam`` for ``seed`` (failing ones end at the last reading before failure)."""
     if fam.failing:
         # 40 days of data, failure at the end; the series stops at the last reading before failure.
         duration = 40 * DAY_S
@@ -171,7 +172,7 @@ def _series(fam: Family, seed: int) -> Series:
 
 def score_series(fam: Family, seed: int, step_s: float) -> SeriesScore:
     """Replay one series through evaluate_sensor and decide, every ``step_s`` of measurement time."""
-    s = _series(fam, seed)
+    s = family_series(fam, seed)
     truth = s.truth
     if fam.failing:
         assert truth.failure_s is not None
@@ -218,12 +219,14 @@ def replay_scored(
     alarms = {lv.label: 0 for lv in (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED)}
     rate_alarms = dict(alarms)
     best_24h: tuple[float, RuleResult] | None = None
+    judged_until: float | None = None
     for t_end in ends:
         lo = int(np.searchsorted(t_s, t_end - WINDOW_S, side="right"))
         hi = int(np.searchsorted(t_s, t_end, side="right"))
         if hi - lo < 3:
             continue
-        window = SensorWindow(t_s[lo:hi], {ch: v[lo:hi] for ch, v in values.items()}, float(t_end))
+        window = SensorWindow(t_s[lo:hi], {ch: v[lo:hi] for ch, v in values.items()}, float(t_end), judged_until)
+        judged_until = float(t_s[hi - 1])
         everything = evaluate_sensor(spec, window)
         score.evaluations += 1
         leading: RuleResult | None = None

@@ -96,6 +96,7 @@ def evaluate_many(
                 with_rate=[
                     c.rate_quantity is not None and c.rate_quantity in sensors[i][0].thresholds for i, c in rows
                 ],
+                judged_until_s=_judged_until([sensors[i][1] for i in movers]),
             )
             for (i, _), acc in zip(rows, found, strict=True):
                 accs.setdefault(i, []).append(acc)
@@ -120,6 +121,13 @@ def evaluate_many(
         results.extend(checks[i])
         out.append(tuple(results))
     return out
+
+
+def _judged_until(windows: Sequence[SensorWindow]) -> float | None:
+    """The earliest previous evaluation of sensors judged together (None if any lacks one):
+    prefixes after it are judged for all of them, which only holds a level longer."""
+    until = [w.judged_until_s for w in windows]
+    return None if any(u is None for u in until) else min(u for u in until if u is not None)
 
 
 # --------------------------------------------------------------------------- displacement
