@@ -57,7 +57,7 @@ from analytics._stacked import (
 from analytics.inverse_velocity import InverseVelocityFit, fit_inverse_velocity
 from analytics.kendall import MannKendall, mann_kendall_stats, prewhitened_rows, theil_sen_rows
 from analytics.rate import RateBound, rate_bounds
-from analytics.segments import segment_ids
+from analytics.segments import local_segment_ids
 from analytics.smoothing import Blocks, TrailingLine, TrailingQuadratic, bin_means
 from analytics.tangent import level_of_angle, tangent_angle_deg
 from analytics.voight import VoightFit, fit_voight
@@ -125,9 +125,65 @@ class AccelerationParams:
     #: reading are judged too, every ``hold_step_s``. 0 turns the hold off.
     hold_s: float = 6 * HOUR_S
     hold_step_s: float = HOUR_S
+    #: Time scale of these settings relative to the defaults' (12-hour blocks); see
+    #: :meth:`scaled`. Multiplies the Voight fit's grids of onset ages and failure times.
+    time_scale: float = 1.0
+    #: The other time scales judged besides this one (:func:`time_scales`): a fast one for
+    #: readings every few minutes, a slow one for records too coarse for this one.
+    fast_scale: float = 1.0 / 8.0
+    slow_scale: float = 8.0
+    #: A time scale is used only when its blocks hold at least this many readings.
+    min_block_readings: int = 6
+
+    def scaled(self, f: float) -> AccelerationParams:
+        """These settings at ``f`` times their time scale: every duration (blocks, windows,
+        bins, horizons, lags) times ``f``; velocities, significance levels and counts stay.
+        The alarm hold stays too: it is the worker's dwell, not a property of the movement."""
+        return replace(
+            self,
+            block_s=self.block_s * f,
+            test_window_s=self.test_window_s * f,
+            current_window_s=self.current_window_s * f,
+            bin_s=self.bin_s * f,
+            coarse_bin_s=self.coarse_bin_s * f,
+            fine_span_s=self.fine_span_s * f,
+            fit_window_s=self.fit_window_s * f,
+            min_accel_s=self.min_accel_s * f,
+            red_ttf_s=self.red_ttf_s * f,
+            orange_ttf_s=self.orange_ttf_s * f,
+            max_forecast_s=self.max_forecast_s * f,
+            consistency_lag_s=self.consistency_lag_s * f,
+            decel_window_s=self.decel_window_s * f,
+            time_scale=self.time_scale * f,
+        )
 
 
 DEFAULT_PARAMS = AccelerationParams()
+
+
+def time_scales(t_s: FloatArray, params: AccelerationParams, *, judged: bool) -> list[AccelerationParams]:
+    """The other time scales to judge a series at, besides ``params``' own.
+
+    t_s: (n,) reading times. judged: whether ``params``' own scale could judge the series.
+    The fast scale (blocks of 1.5 h, a test window of 21 h, a red horizon of 9 h) when the
+    readings of the newest fast test window are dense enough for its blocks: crack meters,
+    radar, fast sampling in an alarm state, where a failure develops over hours to days. The
+    slow scale (blocks of 4 days, a test window of 8 weeks) only when the own scale cannot
+    judge (daily GNSS, campaigns, manual readings): a slow scale on dense data would hold a
+    burst for weeks.
+    """
+    out: list[AccelerationParams] = []
+    if t_s.size < 3:
+        return out
+    fast = params.scaled(params.fast_scale)
+    recent = t_s[t_s >= t_s[-1] - fast.test_window_s]
+    if recent.size > 2 and float(np.median(np.diff(recent))) * params.min_block_readings <= fast.block_s:
+        out.append(fast)
+    if not judged:
+        slow = params.scaled(params.slow_scale)
+        if float(np.median(np.diff(t_s))) * params.min_block_readings <= slow.block_s * 1.5:
+            out.append(slow)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +225,8 @@ class Acceleration:
     #: newest reading of that judgement and its forecast failure time.
     held_from_s: float | None = None
     held_forecast_s: float | None = None
+    #: The time scale the level was judged at (:attr:`AccelerationParams.time_scale`).
+    scale: float = 1.0
 
     @property
     def forecast_failure_s(self) -> float | None:
@@ -186,6 +244,8 @@ class Acceleration:
 
     def evidence(self, params: AccelerationParams = DEFAULT_PARAMS) -> Evidence:
         """JSON-safe numbers behind the level (non-finite floats become None)."""
+        if self.scale != params.time_scale:
+            params = params.scaled(self.scale / params.time_scale)
         ev: Evidence = {
             "method": "prewhitened Mann-Kendall on 12 h block velocities + two-phase Voight (inverse velocity) "
             "fit to displacement + improved tangent angle",
@@ -211,6 +271,7 @@ class Acceleration:
             "forecast_reliable": self.forecast_reliable,
             "earlier_forecast_s": _f(self.earlier_forecast_s),
             "held_from_s": _f(self.held_from_s),
+            "time_scale_block_h": params.block_s / HOUR_S,
         }
         if self.recent is not None:
             ev.update(
@@ -300,7 +361,7 @@ def assess_acceleration_many(
     it are judged (their levels went through the alarm's dwell already).
     """
     rates = [True] * disp.shape[0] if with_rate is None else list(with_rate)
-    now = _assess_once(t_s, disp, interval_s=interval_s, params=params, with_rate=rates)
+    now = _assess_scales(t_s, disp, interval_s=interval_s, params=params, with_rate=rates)
     if params.hold_s <= 0 or t_s.size == 0:
         return now
     # Who can have been higher a few hours ago: a row at blue or above, one that measurably
@@ -314,6 +375,7 @@ def assess_acceleration_many(
         return now
     t_end = float(t_s[-1])
     nested = replace(params, hold_s=0.0)
+    last_hi = t_s.size
     for j in range(1, int(params.hold_s / params.hold_step_s + 1e-9) + 1):
         t_cut = t_end - j * params.hold_step_s
         if judged_until_s is not None and t_cut <= judged_until_s:
@@ -321,12 +383,54 @@ def assess_acceleration_many(
         hi = int(np.searchsorted(t_s, t_cut, side="right"))
         if hi < 3:
             break
-        earlier = _assess_once(
+        if hi == last_hi:
+            continue  # no reading in between (coarse sampling): the same prefix
+        last_hi = hi
+        earlier = _assess_scales(
             t_s[:hi], disp[hold, :hi], interval_s=interval_s, params=nested, with_rate=[rates[i] for i in hold]
         )
         for i, e in zip(hold, earlier, strict=True):
             now[i] = _held(now[i], e)
     return now
+
+
+def _assess_scales(
+    t_s: FloatArray,
+    disp: FloatArray,
+    *,
+    interval_s: float,
+    params: AccelerationParams,
+    with_rate: list[bool],
+) -> list[Acceleration]:
+    """:func:`_assess_once` at ``params``' own time scale and at the others that apply
+    (:func:`time_scales`); per row the highest level counts (the own scale on a tie), and
+    the rate bound stays the own scale's (rate thresholds are judged on fixed windows)."""
+    now = _assess_once(t_s, disp, interval_s=interval_s, params=params, with_rate=with_rate)
+    rows_all = list(range(len(now)))
+    unjudged = [i for i, a in enumerate(now) if a.mk is None]
+    for other in time_scales(t_s, params, judged=False):
+        rows = rows_all if other.time_scale < params.time_scale else unjudged
+        if not rows:
+            continue
+        found = _assess_once(t_s, disp[rows], interval_s=interval_s, params=other, with_rate=[False] * len(rows))
+        for i, a in zip(rows, found, strict=True):
+            now[i] = _at_scale(now[i], a, other)
+    return now
+
+
+def _at_scale(own: Acceleration, other: Acceleration, p: AccelerationParams) -> Acceleration:
+    """``other`` (judged at the time scale of ``p``) where it is higher than ``own`` or
+    ``own`` could not judge; else ``own``."""
+    if other.level > own.level or (own.mk is None and other.mk is not None):
+        hours = p.block_s / HOUR_S
+        return _replace(
+            other,
+            reason=f"at the {hours:.3g}-hour time scale: {other.reason}",
+            reason_zh=f"按 {hours:.3g} 小时时间尺度：{other.reason_zh}",
+            rate=own.rate,
+            scale=p.time_scale,
+        )
+    return own
 
 
 def _held(now: Acceleration, earlier: Acceleration) -> Acceleration:
@@ -390,7 +494,7 @@ def _assess_once(
                     Level.NONE, t_last, f"only {n0} readings", t_first, t_last, n0, f"仅有 {n0} 个读数"
                 )
             continue
-        seg = segment_ids(t, max_gap_s=p.gap_intervals * interval_s)
+        seg = local_segment_ids(t, interval_s=interval_s, gap_intervals=p.gap_intervals)
         # Noise and spikes a few rows at a time: k × n temporaries cost more in page
         # faults than in arithmetic.
         sigma = np.empty(len(rows))
@@ -614,7 +718,7 @@ def _judge(
         tb, xb, cb = bin_means(
             t[lo:], x[lo:], seg[lo:], bin_s=p.bin_s, coarse_bin_s=p.coarse_bin_s, fine_span_s=p.fine_span_s
         )
-        vfit = fit_voight(tb, xb * direction, cb, t_ref_s=t_last)
+        vfit = fit_voight(tb, xb * direction, cb, t_ref_s=t_last, time_scale=p.time_scale)
     p_fit = vfit.p_accel if vfit is not None else 1.0
 
     if vfit is not None and p_fit < p.p_fit_weak:
@@ -658,6 +762,21 @@ def _judge(
             f"displacement curvature p = {p_fit:.2g})"
         )
         reason_zh = f"无显著加速(速度趋势 p = {mk.p_increasing:.3f}，位移曲率 p = {p_fit:.2g})"
+        if mk.p_increasing < p.p_mk_strong and accel > 0 and moving:
+            # (八)3 calls an accelerating trend itself a hazard: a strong velocity trend on a
+            # slope that moves is flagged even when the curve is not Voight's (a velocity
+            # rising linearly, as on a reservoir landslide during drawdown). Blue only: the
+            # levels above need the displacement curve to agree.
+            level = Level.BLUE
+            reason = (
+                f"the velocity rises (trend p = {mk.p_increasing:.3f}, {accel:.2f} mm/day²) on a slope moving at "
+                f"{v_low:.2f} mm/day or more, though the displacement curve is not that of a failure "
+                f"(curvature p = {p_fit:.2g}): an accelerating trend"
+            )
+            reason_zh = (
+                f"速度上升(趋势 p = {mk.p_increasing:.3f}，{accel:.2f} mm/d²)，速率不低于 {v_low:.2f} mm/d，"
+                f"位移曲线不符合失稳形态(曲率 p = {p_fit:.2g})：有加速趋势"
+            )
     elif decelerating:
         level = Level.BLUE
         reason = (
@@ -715,12 +834,17 @@ def _judge(
                     unconfirmed_zh = f"；{ttf / HOUR_S:.0f} 小时后失稳的预测未被 {lag_h:.0f} 小时前的数据证实"
             if by_ttf > level:
                 level = by_ttf
-                days = (p.red_ttf_s if by_ttf is Level.RED else p.orange_ttf_s) / DAY_S
+                horizon = p.red_ttf_s if by_ttf is Level.RED else p.orange_ttf_s
+                within, within_zh = (
+                    (f"{horizon / DAY_S:.0f} days", f"{horizon / DAY_S:.0f} 天")
+                    if horizon >= 2 * DAY_S
+                    else (f"{horizon / HOUR_S:.0f} h", f"{horizon / HOUR_S:.0f} 小时")
+                )
                 reason = (
-                    f"significant acceleration, and the inverse-velocity forecast puts failure within {days:.0f} days "
+                    f"significant acceleration, and the inverse-velocity forecast puts failure within {within} "
                     f"({ttf / HOUR_S:.0f} h)"
                 )
-                reason_zh = f"加速显著，反速度法预测 {days:.0f} 天内失稳(约 {ttf / HOUR_S:.0f} 小时)"
+                reason_zh = f"加速显著，反速度法预测 {within_zh}内失稳(约 {ttf / HOUR_S:.0f} 小时)"
             reason += unconfirmed
             reason_zh += unconfirmed_zh
         if level is Level.RED:
@@ -789,7 +913,7 @@ def _earlier_forecast(
     tb, xb, cb = bin_means(
         t[lo:hi], x[lo:hi], seg[lo:hi], bin_s=p.bin_s, coarse_bin_s=p.coarse_bin_s, fine_span_s=p.fine_span_s
     )
-    fit = fit_voight(tb, xb, cb, t_ref_s=float(t[hi - 1]))
+    fit = fit_voight(tb, xb, cb, t_ref_s=float(t[hi - 1]), time_scale=p.time_scale)
     if fit is None or fit.p_accel >= p.p_fit_weak:
         return None
     return float(t[hi - 1]) + fit.ttf_s, float(t[hi - 1])

@@ -347,12 +347,14 @@ def _acceleration_result(comp: _Component, acc: Acceleration, params: Accelerati
                 f"预测约 {f.ttf_s / HOUR_S:.0f} 小时后失稳(95%区间 {f.lower_ttf_s / HOUR_S:.0f}–{hi} 小时，"
                 f"反速度法/Voight 拟合自 {f.onset_age_s / HOUR_S:.0f} 小时前的加速起点)。"
             )
+        win = ev.get("velocity_window_h")
+        win_h = f"{win:.3g}" if isinstance(win, float) else "24"
         en = (
-            f"The {comp.name_en} moves at {v:.2f} mm/day over the last 24 h (steady creep before: "
+            f"The {comp.name_en} moves at {v:.2f} mm/day over the last {win_h} h (steady creep before: "
             f"{v0:.2f} mm/day); {acc.reason}. Level: {level_en}.{forecast}"
         )
         zh = (
-            f"{comp.name_zh}最近24小时速率 {v:.2f} mm/d(此前等速阶段 {v0:.2f} mm/d)；{acc.reason_zh}。"
+            f"{comp.name_zh}最近{win_h}小时速率 {v:.2f} mm/d(此前等速阶段 {v0:.2f} mm/d)；{acc.reason_zh}。"
             f"预警级别：{lv.label_zh}。{forecast_zh}"
         )
     return RuleResult(
