@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import fdtri, ndtr
 
 from analytics._arrays import DAY_S, HOUR_S, FloatArray, IntArray
 from analytics._stacked import (
@@ -134,6 +134,9 @@ class AccelerationParams:
     slow_scale: float = 8.0
     #: A time scale is used only when its blocks hold at least this many readings.
     min_block_readings: int = 6
+    #: Voight exponents the forecast interval is widened over (the field's range; the
+    #: point forecast and the levels use α = 2).
+    alphas: tuple[float, ...] = (1.5, 2.0, 2.5)
 
     def scaled(self, f: float) -> AccelerationParams:
         """These settings at ``f`` times their time scale: every duration (blocks, windows,
@@ -227,6 +230,9 @@ class Acceleration:
     held_forecast_s: float | None = None
     #: The time scale the level was judged at (:attr:`AccelerationParams.time_scale`).
     scale: float = 1.0
+    #: 95 % interval of the time to failure (s) widened for the unknown α (``(lower,
+    #: upper)``, upper None when open), when a forecast is made.
+    any_alpha: tuple[float, float | None] | None = None
 
     @property
     def forecast_failure_s(self) -> float | None:
@@ -273,6 +279,9 @@ class Acceleration:
             "held_from_s": _f(self.held_from_s),
             "time_scale_block_h": params.block_s / HOUR_S,
         }
+        if self.any_alpha is not None:
+            ev["ttf_lower_any_alpha_h"] = _f(self.any_alpha[0] / HOUR_S)
+            ev["ttf_upper_any_alpha_h"] = None if self.any_alpha[1] is None else _f(self.any_alpha[1] / HOUR_S)
         if self.recent is not None:
             ev.update(
                 recent_accel_mm_per_day2=_f(self.recent.accel_per_day2),
@@ -711,6 +720,7 @@ def _judge(
     # The displacement fit is the costly step; it can only matter when the velocity
     # trend gives at least weak support, so a quiet sensor skips it.
     vfit: VoightFit | None = None
+    binned: tuple[FloatArray, FloatArray, FloatArray] | None = None
     moving = v_low >= p.v_floor_mm_per_day
     if (mk.p_increasing < p.p_mk_weak or moving) and accel > 0:
         # Only the last 30 days: the oldest onset considered is 25 days back.
@@ -719,6 +729,7 @@ def _judge(
             t[lo:], x[lo:], seg[lo:], bin_s=p.bin_s, coarse_bin_s=p.coarse_bin_s, fine_span_s=p.fine_span_s
         )
         vfit = fit_voight(tb, xb * direction, cb, t_ref_s=t_last, time_scale=p.time_scale)
+        binned = (tb, xb * direction, cb)
     p_fit = vfit.p_accel if vfit is not None else 1.0
 
     if vfit is not None and p_fit < p.p_fit_weak:
@@ -893,7 +904,35 @@ def _judge(
         forecast_reliable=reliable,
         earlier_forecast_s=earlier,
         recent=quad,
+        any_alpha=_any_alpha_interval(vfit, binned, t_last, p) if reliable and level >= Level.YELLOW else None,
     )
+
+
+def _any_alpha_interval(
+    vfit: VoightFit | None,
+    binned: tuple[FloatArray, FloatArray, FloatArray] | None,
+    t_last: float,
+    p: AccelerationParams,
+) -> tuple[float, float | None] | None:
+    """The 95 % interval of the time to failure (s) widened for the unknown α: the union of
+    the profile intervals of the fits at each α of ``p.alphas`` that the data do not reject
+    against the best of them (F-test at 95 %). None without a fit; upper None when open."""
+    if vfit is None or binned is None:
+        return None
+    tb, xb, cb = binned
+    fits = [vfit] + [
+        f
+        for a in p.alphas
+        if a != 2.0 and (f := fit_voight(tb, xb, cb, t_ref_s=t_last, time_scale=p.time_scale, alpha=a))
+    ]
+    resid = [1.0 - f.improvement for f in fits]
+    best = min(resid)
+    dof = max(vfit.n_eff - 4.0, 1.0)
+    limit = best * (1.0 + float(fdtri(1.0, dof, 0.95)) / dof)
+    kept = [f for f, r in zip(fits, resid, strict=True) if r <= limit] or [vfit]
+    lower = min(f.lower_ttf_s for f in kept)
+    upper = None if any(f.upper_ttf_s is None for f in kept) else max(f.upper_ttf_s or 0.0 for f in kept)
+    return lower, upper
 
 
 def _replace(a: Acceleration, **changes: object) -> Acceleration:

@@ -337,14 +337,17 @@ def _acceleration_result(comp: _Component, acc: Acceleration, params: Accelerati
         forecast = forecast_zh = ""
         if acc.forecast_failure_s is not None and acc.voight is not None:
             f = acc.voight
-            hi = f"{f.upper_ttf_s / HOUR_S:.0f}" if f.upper_ttf_s is not None else "?"
+            lo_s, hi_s = acc.any_alpha if acc.any_alpha is not None else (f.lower_ttf_s, f.upper_ttf_s)
+            hi = f"{hi_s / HOUR_S:.0f}" if hi_s is not None else "?"
+            alphas = "Voight's α from 1.5 to 2.5" if acc.any_alpha is not None else "α = 2"
             forecast = (
                 f" Forecast failure in {f.ttf_s / HOUR_S:.0f} h "
-                f"(95% interval {f.lower_ttf_s / HOUR_S:.0f}–{hi} h, inverse-velocity/Voight fit since "
+                f"(95% interval {lo_s / HOUR_S:.0f}–{hi} h for {alphas}, inverse-velocity/Voight fit since "
                 f"{f.onset_age_s / HOUR_S:.0f} h ago)."
             )
             forecast_zh = (
-                f"预测约 {f.ttf_s / HOUR_S:.0f} 小时后失稳(95%区间 {f.lower_ttf_s / HOUR_S:.0f}–{hi} 小时，"
+                f"预测约 {f.ttf_s / HOUR_S:.0f} 小时后失稳(95%区间 {lo_s / HOUR_S:.0f}–{hi} 小时，"
+                f"{'Voight 指数 α 取 1.5–2.5' if acc.any_alpha is not None else 'α = 2'}；"
                 f"反速度法/Voight 拟合自 {f.onset_age_s / HOUR_S:.0f} 小时前的加速起点)。"
             )
         win = ev.get("velocity_window_h")

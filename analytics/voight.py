@@ -77,7 +77,13 @@ class VoightFit:
 
 
 def fit_voight(
-    t_s: FloatArray, disp_mm: FloatArray, weight: FloatArray, *, t_ref_s: float, time_scale: float = 1.0
+    t_s: FloatArray,
+    disp_mm: FloatArray,
+    weight: FloatArray,
+    *,
+    t_ref_s: float,
+    time_scale: float = 1.0,
+    alpha: float = 2.0,
 ) -> VoightFit | None:
     """Fit steady creep then ``S = c − B·ln(t_f − t)`` by weighted least squares.
 
@@ -87,6 +93,9 @@ def fit_voight(
     is linear in ``(c, B)``. None when fewer than 8 points or no accelerating curve fits.
     time_scale: both grids (failure times and onset ages) are multiplied by it: 1/8 looks
     for failures developing over hours, 8 for failures developing over months.
+    alpha: Voight's exponent; with q = 1/(α − 1) the tertiary displacement is
+    ``c − B·(t_f − t)^(1−q)/(1−q)`` (``c − B·ln(t_f − t)`` at α = 2). The ``1/v`` line
+    properties of the result hold for α = 2 only.
     """
     m = t_s.size
     if m < 8:
@@ -105,7 +114,15 @@ def fit_voight(
     # indicator-matrix product; the steady part before the onset is linear in t, so
     # its sums need only Σ w, w·t, w·t², w·y, w·t·y. O(A·G·m) flops in BLAS instead
     # of building (A, G, m) arrays.
-    voight = -np.log(grid[None, :] - t[:, None])  # (m, G): rows are contiguous for cumsum
+    q = 1.0 / (alpha - 1.0)
+    log_law = abs(q - 1.0) < 1e-9
+
+    def basis(tau: FloatArray) -> FloatArray:
+        """Tertiary displacement per unit B at time to failure ``tau`` (days), up to a constant."""
+        out: FloatArray = -np.log(tau) if log_law else -(tau ** (1.0 - q)) / (1.0 - q)
+        return out
+
+    voight = basis(grid[None, :] - t[:, None])  # (m, G): rows are contiguous for cumsum
     wl = voight * w[:, None]
     g_cols = wl.shape[1]
     cols = np.concatenate((wl, wl * voight, wl * y[:, None], np.stack((w, w * t, w * t * t, w * y, w * t * y), 1)), 1)
@@ -129,8 +146,13 @@ def fit_voight(
         suf_ly = tert_sums[:, 2 * g_cols : 3 * g_cols]
         pw, pt, ptt, py, pty = (total[None, 3 * g_cols :] - tert_sums[:, 3 * g_cols :]).T
         lead = grid[None, :] + ages[:, None]  # t_f − t_on, (A, G)
-        c0 = -np.log(lead) + ages[:, None] / lead
-        inv = 1.0 / lead
+        # velocity per unit B at the onset (inv), and the steady line's intercept
+        if log_law:
+            c0 = -np.log(lead) + ages[:, None] / lead
+            inv = 1.0 / lead
+        else:
+            inv = lead ** (-q)
+            c0 = basis(lead) + ages[:, None] * inv
         s1 = c0 * pw[:, None] + pt[:, None] * inv + suf_l
         s2 = c0 * c0 * pw[:, None] + 2.0 * c0 * pt[:, None] * inv + ptt[:, None] * inv * inv + suf_ll
         suy = c0 * py[:, None] + pty[:, None] * inv + suf_ly  # y is centred
@@ -180,7 +202,7 @@ def fit_voight(
         upper_ttf_s=None if hi is None else max(hi, ttf),
         onset_age_s=float(ages[ia]) * DAY_S,
         b_mm=bb,
-        v0_mm_per_day=bb / (float(grid[k]) + float(ages[ia])),
+        v0_mm_per_day=bb / (float(grid[k]) + float(ages[ia])) if log_law else bb * float(inv[ia, k]),
         p_accel=p,
         improvement=1.0 - best / sse_lin if sse_lin > 0 else 0.0,
         n=m,
