@@ -57,7 +57,7 @@ from analytics._stacked import (
 from analytics.inverse_velocity import InverseVelocityFit, fit_inverse_velocity
 from analytics.kendall import MannKendall, mann_kendall_stats, prewhitened_rows, theil_sen_rows
 from analytics.rate import RateBound, rate_bounds
-from analytics.segments import segment_ids
+from analytics.segments import local_segment_ids
 from analytics.smoothing import Blocks, TrailingLine, TrailingQuadratic, bin_means
 from analytics.tangent import level_of_angle, tangent_angle_deg
 from analytics.voight import VoightFit, fit_voight
@@ -85,6 +85,12 @@ class AccelerationParams:
     p_mk_weak: float = 0.2
     p_fit_strong: float = 1e-3
     p_fit_weak: float = 0.05
+    #: Displacement curvature this significant stands without the velocity trend, once the
+    #: slope moves at ``v_floor_mm_per_day`` or more (lower bound): near failure the last
+    #: blocks are many times faster than the rest, the trend-free prewhitening of the
+    #: week's block velocities takes the convex rise for autocorrelation, and Mann–Kendall's
+    #: p wanders between 0.1 and 0.3 from hour to hour while the curve is unmistakable.
+    p_fit_overwhelming: float = 1e-9
     #: No yellow or above below this current velocity (lower 95 % bound), mm/day.
     v_floor_mm_per_day: float = 1.0
     #: No forecast-based orange below this current velocity (lower 95 % bound), mm/day.
@@ -114,9 +120,73 @@ class AccelerationParams:
     #: with fewer (a young series) the correlated-noise error of :mod:`analytics.rate` is
     #: used when larger, so a few days of data cannot pass noise off as speed.
     min_day_blocks: int = 10
+    #: The level is held for this long of measurement time, as :func:`analytics.alarm.decide`
+    #: holds an alert (the worker's dwell): prefixes ending up to this long before the newest
+    #: reading are judged too, every ``hold_step_s``. 0 turns the hold off.
+    hold_s: float = 6 * HOUR_S
+    hold_step_s: float = HOUR_S
+    #: Time scale of these settings relative to the defaults' (12-hour blocks); see
+    #: :meth:`scaled`. Multiplies the Voight fit's grids of onset ages and failure times.
+    time_scale: float = 1.0
+    #: The other time scales judged besides this one (:func:`time_scales`): a fast one for
+    #: readings every few minutes, a slow one for records too coarse for this one.
+    fast_scale: float = 1.0 / 8.0
+    slow_scale: float = 8.0
+    #: A time scale is used only when its blocks hold at least this many readings.
+    min_block_readings: int = 6
+    #: Voight exponents the forecast interval is widened over (the field's range; the
+    #: point forecast and the levels use α = 2).
+    alphas: tuple[float, ...] = (1.5, 2.0, 2.5)
+
+    def scaled(self, f: float) -> AccelerationParams:
+        """These settings at ``f`` times their time scale: every duration (blocks, windows,
+        bins, horizons, lags) times ``f``; velocities, significance levels and counts stay.
+        The alarm hold stays too: it is the worker's dwell, not a property of the movement."""
+        return replace(
+            self,
+            block_s=self.block_s * f,
+            test_window_s=self.test_window_s * f,
+            current_window_s=self.current_window_s * f,
+            bin_s=self.bin_s * f,
+            coarse_bin_s=self.coarse_bin_s * f,
+            fine_span_s=self.fine_span_s * f,
+            fit_window_s=self.fit_window_s * f,
+            min_accel_s=self.min_accel_s * f,
+            red_ttf_s=self.red_ttf_s * f,
+            orange_ttf_s=self.orange_ttf_s * f,
+            max_forecast_s=self.max_forecast_s * f,
+            consistency_lag_s=self.consistency_lag_s * f,
+            decel_window_s=self.decel_window_s * f,
+            time_scale=self.time_scale * f,
+        )
 
 
 DEFAULT_PARAMS = AccelerationParams()
+
+
+def time_scales(t_s: FloatArray, params: AccelerationParams, *, judged: bool) -> list[AccelerationParams]:
+    """The other time scales to judge a series at, besides ``params``' own.
+
+    t_s: (n,) reading times. judged: whether ``params``' own scale could judge the series.
+    The fast scale (blocks of 1.5 h, a test window of 21 h, a red horizon of 9 h) when the
+    readings of the newest fast test window are dense enough for its blocks: crack meters,
+    radar, fast sampling in an alarm state, where a failure develops over hours to days. The
+    slow scale (blocks of 4 days, a test window of 8 weeks) only when the own scale cannot
+    judge (daily GNSS, campaigns, manual readings): a slow scale on dense data would hold a
+    burst for weeks.
+    """
+    out: list[AccelerationParams] = []
+    if t_s.size < 3:
+        return out
+    fast = params.scaled(params.fast_scale)
+    recent = t_s[t_s >= t_s[-1] - fast.test_window_s]
+    if recent.size > 2 and float(np.median(np.diff(recent))) * params.min_block_readings <= fast.block_s:
+        out.append(fast)
+    if not judged:
+        slow = params.scaled(params.slow_scale)
+        if float(np.median(np.diff(t_s))) * params.min_block_readings <= slow.block_s * 1.5:
+            out.append(slow)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +224,24 @@ class Acceleration:
     blocks: Blocks | None = None
     #: Trailing rates with a correlated-noise standard error, for rate thresholds.
     rate: RateBound | None = None
+    #: When the level is held from a judgement of the readings up to a few hours ago: the
+    #: newest reading of that judgement and its forecast failure time.
+    held_from_s: float | None = None
+    held_forecast_s: float | None = None
+    #: The time scale the level was judged at (:attr:`AccelerationParams.time_scale`).
+    scale: float = 1.0
+    #: 95 % interval of the time to failure (s) widened for the unknown α (``(lower,
+    #: upper)``, upper None when open), when a forecast is made.
+    any_alpha: tuple[float, float | None] | None = None
 
     @property
     def forecast_failure_s(self) -> float | None:
-        """Forecast failure time (epoch s) when the fit is reliable and the level is yellow or above."""
-        if not self.forecast_reliable or self.voight is None or self.level < Level.YELLOW:
+        """Forecast failure time (epoch s) when the fit is reliable and the level is yellow or
+        above; for a held level without a reliable fit now, the forecast it was held from."""
+        if self.level < Level.YELLOW:
             return None
+        if not self.forecast_reliable or self.voight is None:
+            return self.held_forecast_s
         return self.at_s + self.voight.ttf_s
 
     @property
@@ -168,6 +250,8 @@ class Acceleration:
 
     def evidence(self, params: AccelerationParams = DEFAULT_PARAMS) -> Evidence:
         """JSON-safe numbers behind the level (non-finite floats become None)."""
+        if self.scale != params.time_scale:
+            params = params.scaled(self.scale / params.time_scale)
         ev: Evidence = {
             "method": "prewhitened Mann-Kendall on 12 h block velocities + two-phase Voight (inverse velocity) "
             "fit to displacement + improved tangent angle",
@@ -192,7 +276,12 @@ class Acceleration:
             "onset_s": _f(self.onset_s),
             "forecast_reliable": self.forecast_reliable,
             "earlier_forecast_s": _f(self.earlier_forecast_s),
+            "held_from_s": _f(self.held_from_s),
+            "time_scale_block_h": params.block_s / HOUR_S,
         }
+        if self.any_alpha is not None:
+            ev["ttf_lower_any_alpha_h"] = _f(self.any_alpha[0] / HOUR_S)
+            ev["ttf_upper_any_alpha_h"] = None if self.any_alpha[1] is None else _f(self.any_alpha[1] / HOUR_S)
         if self.recent is not None:
             ev.update(
                 recent_accel_mm_per_day2=_f(self.recent.accel_per_day2),
@@ -262,6 +351,7 @@ def assess_acceleration_many(
     interval_s: float,
     params: AccelerationParams = DEFAULT_PARAMS,
     with_rate: Sequence[bool] | None = None,
+    judged_until_s: float | None = None,
 ) -> list[Acceleration]:
     """:func:`assess_acceleration` of every row of ``disp`` (k, n), all on the times ``t_s`` (n,).
 
@@ -270,10 +360,126 @@ def assess_acceleration_many(
     through the array stages together (:mod:`analytics._stacked`); the judgement
     itself, and the displacement fit where it is needed, run per row.
     with_rate: (k,) per row, default all True.
+
+    The level is held as the alarm's dwell holds it (:attr:`AccelerationParams.hold_s`):
+    for a row that moves or is at blue or above, the prefixes of the window ending
+    ``hold_step_s``, ``2·hold_step_s`` … before the newest reading are judged too, and the
+    highest level counts (:func:`_held`). So a level judged from scratch — after a restart,
+    a backlog, a replay — is the level an hour-by-hour run holds at that time.
+    judged_until_s: the newest reading of the previous evaluation; only prefixes ending after
+    it are judged (their levels went through the alarm's dwell already).
     """
+    rates = [True] * disp.shape[0] if with_rate is None else list(with_rate)
+    now = _assess_scales(t_s, disp, interval_s=interval_s, params=params, with_rate=rates)
+    if params.hold_s <= 0 or t_s.size == 0:
+        return now
+    # Who can have been higher a few hours ago: a row at blue or above, one that measurably
+    # moves (velocity or a rate bound above zero). A quiet row is judged once.
+    hold = [
+        i
+        for i, a in enumerate(now)
+        if a.level >= Level.BLUE or a.velocity_lower_per_day > 0 or (a.rate is not None and a.rate.judged_per_day > 0)
+    ]
+    if not hold or (judged_until_s is not None and judged_until_s >= t_s[-1] - params.hold_step_s):
+        return now
+    t_end = float(t_s[-1])
+    nested = replace(params, hold_s=0.0)
+    last_hi = t_s.size
+    for j in range(1, int(params.hold_s / params.hold_step_s + 1e-9) + 1):
+        t_cut = t_end - j * params.hold_step_s
+        if judged_until_s is not None and t_cut <= judged_until_s:
+            break
+        hi = int(np.searchsorted(t_s, t_cut, side="right"))
+        if hi < 3:
+            break
+        if hi == last_hi:
+            continue  # no reading in between (coarse sampling): the same prefix
+        last_hi = hi
+        earlier = _assess_scales(
+            t_s[:hi], disp[hold, :hi], interval_s=interval_s, params=nested, with_rate=[rates[i] for i in hold]
+        )
+        for i, e in zip(hold, earlier, strict=True):
+            now[i] = _held(now[i], e)
+    return now
+
+
+def _assess_scales(
+    t_s: FloatArray,
+    disp: FloatArray,
+    *,
+    interval_s: float,
+    params: AccelerationParams,
+    with_rate: list[bool],
+) -> list[Acceleration]:
+    """:func:`_assess_once` at ``params``' own time scale and at the others that apply
+    (:func:`time_scales`); per row the highest level counts (the own scale on a tie), and
+    the rate bound stays the own scale's (rate thresholds are judged on fixed windows)."""
+    now = _assess_once(t_s, disp, interval_s=interval_s, params=params, with_rate=with_rate)
+    rows_all = list(range(len(now)))
+    unjudged = [i for i, a in enumerate(now) if a.mk is None]
+    for other in time_scales(t_s, params, judged=False):
+        rows = rows_all if other.time_scale < params.time_scale else unjudged
+        if not rows:
+            continue
+        found = _assess_once(t_s, disp[rows], interval_s=interval_s, params=other, with_rate=[False] * len(rows))
+        for i, a in zip(rows, found, strict=True):
+            now[i] = _at_scale(now[i], a, other)
+    return now
+
+
+def _at_scale(own: Acceleration, other: Acceleration, p: AccelerationParams) -> Acceleration:
+    """``other`` (judged at the time scale of ``p``) where it is higher than ``own`` or
+    ``own`` could not judge; else ``own``."""
+    if other.level > own.level or (own.mk is None and other.mk is not None):
+        hours = p.block_s / HOUR_S
+        return _replace(
+            other,
+            reason=f"at the {hours:.3g}-hour time scale: {other.reason}",
+            reason_zh=f"按 {hours:.3g} 小时时间尺度：{other.reason_zh}",
+            rate=own.rate,
+            scale=p.time_scale,
+        )
+    return own
+
+
+def _held(now: Acceleration, earlier: Acceleration) -> Acceleration:
+    """``now`` with the level (and the rate bound) of ``earlier``, a judgement of the same
+    series up to a few hours ago, where that is higher."""
+    out = now
+    if earlier.level > now.level:
+        ago = (now.at_s - earlier.at_s) / HOUR_S
+        out = _replace(
+            now,
+            level=earlier.level,
+            reason=f"{now.reason}; held at {earlier.level.label} for the alarm's dwell: "
+            f"the readings up to {ago:.0f} h ago gave {earlier.level.label} ({earlier.reason})",
+            reason_zh=f"{now.reason_zh}；按报警保持时间维持{earlier.level.label_zh}：截至 {ago:.0f} 小时前的数据判为"
+            f"{earlier.level.label_zh}({earlier.reason_zh})",
+            held_from_s=earlier.at_s,
+            held_forecast_s=earlier.forecast_failure_s,
+        )
+    rn, re_ = now.rate, earlier.rate
+    if rn is not None and re_ is not None and math.isfinite(re_.judged_per_day):
+        # The rate shown is the one judged highest; the bound judged against red alone is
+        # the highest of the two, so the held rate level is at least each one's level.
+        best = re_ if not math.isfinite(rn.judged_per_day) or re_.judged_per_day > rn.judged_per_day else rn
+        red = max((r.judged_red_per_day for r in (rn, re_) if math.isfinite(r.judged_red_per_day)), default=math.nan)
+        out = _replace(out, rate=replace(best, judged_red_per_day=red))
+    return out
+
+
+def _assess_once(
+    t_s: FloatArray,
+    disp: FloatArray,
+    *,
+    interval_s: float,
+    params: AccelerationParams,
+    with_rate: list[bool],
+) -> list[Acceleration]:
+    """:func:`assess_acceleration_many` at the newest reading only, without the hold."""
     p = params
     k = disp.shape[0]
-    rates = [True] * k if with_rate is None else list(with_rate)
+    rates = with_rate
     out: list[Acceleration | None] = [None] * k
     ok = np.isfinite(disp)
     groups: dict[bytes, list[int]] = {}
@@ -297,7 +503,7 @@ def assess_acceleration_many(
                     Level.NONE, t_last, f"only {n0} readings", t_first, t_last, n0, f"仅有 {n0} 个读数"
                 )
             continue
-        seg = segment_ids(t, max_gap_s=p.gap_intervals * interval_s)
+        seg = local_segment_ids(t, interval_s=interval_s, gap_intervals=p.gap_intervals)
         # Noise and spikes a few rows at a time: k × n temporaries cost more in page
         # faults than in arithmetic.
         sigma = np.empty(len(rows))
@@ -514,13 +720,16 @@ def _judge(
     # The displacement fit is the costly step; it can only matter when the velocity
     # trend gives at least weak support, so a quiet sensor skips it.
     vfit: VoightFit | None = None
-    if mk.p_increasing < p.p_mk_weak and accel > 0:
+    binned: tuple[FloatArray, FloatArray, FloatArray] | None = None
+    moving = v_low >= p.v_floor_mm_per_day
+    if (mk.p_increasing < p.p_mk_weak or moving) and accel > 0:
         # Only the last 30 days: the oldest onset considered is 25 days back.
         lo = int(np.searchsorted(t, t_last - p.fit_window_s))
         tb, xb, cb = bin_means(
             t[lo:], x[lo:], seg[lo:], bin_s=p.bin_s, coarse_bin_s=p.coarse_bin_s, fine_span_s=p.fine_span_s
         )
-        vfit = fit_voight(tb, xb * direction, cb, t_ref_s=t_last)
+        vfit = fit_voight(tb, xb * direction, cb, t_ref_s=t_last, time_scale=p.time_scale)
+        binned = (tb, xb * direction, cb)
     p_fit = vfit.p_accel if vfit is not None else 1.0
 
     if vfit is not None and p_fit < p.p_fit_weak:
@@ -538,8 +747,11 @@ def _judge(
     inverse = fit_inverse_velocity(blocks.t_mid_s[after], v_all[after], se_blocks[after], t_ref_s=t_last)
     duration = t_last - onset_s
 
-    strong = (mk.p_increasing < p.p_mk_strong and p_fit < p.p_fit_weak) or (
-        p_fit < p.p_fit_strong and mk.p_increasing < p.p_mk_weak
+    overwhelming = moving and p_fit < p.p_fit_overwhelming
+    strong = (
+        (mk.p_increasing < p.p_mk_strong and p_fit < p.p_fit_weak)
+        or (p_fit < p.p_fit_strong and mk.p_increasing < p.p_mk_weak)
+        or overwhelming
     )
     significant = strong and accel > 0
     reliable = (
@@ -561,6 +773,21 @@ def _judge(
             f"displacement curvature p = {p_fit:.2g})"
         )
         reason_zh = f"无显著加速(速度趋势 p = {mk.p_increasing:.3f}，位移曲率 p = {p_fit:.2g})"
+        if mk.p_increasing < p.p_mk_strong and accel > 0 and moving:
+            # (八)3 calls an accelerating trend itself a hazard: a strong velocity trend on a
+            # slope that moves is flagged even when the curve is not Voight's (a velocity
+            # rising linearly, as on a reservoir landslide during drawdown). Blue only: the
+            # levels above need the displacement curve to agree.
+            level = Level.BLUE
+            reason = (
+                f"the velocity rises (trend p = {mk.p_increasing:.3f}, {accel:.2f} mm/day²) on a slope moving at "
+                f"{v_low:.2f} mm/day or more, though the displacement curve is not that of a failure "
+                f"(curvature p = {p_fit:.2g}): an accelerating trend"
+            )
+            reason_zh = (
+                f"速度上升(趋势 p = {mk.p_increasing:.3f}，{accel:.2f} mm/d²)，速率不低于 {v_low:.2f} mm/d，"
+                f"位移曲线不符合失稳形态(曲率 p = {p_fit:.2g})：有加速趋势"
+            )
     elif decelerating:
         level = Level.BLUE
         reason = (
@@ -599,8 +826,15 @@ def _judge(
                 # A slope heading for failure keeps pointing at the same time; a burst's
                 # rising limb points a few hours ahead of every evaluation. Refit without
                 # the newest readings and ask for the same failure time.
-                earlier = _earlier_forecast(t, x * direction, seg, t_last - p.consistency_lag_s, p)
-                confirmed = earlier is not None and abs(earlier - (t_last + ttf)) <= p.consistency_rel * ttf
+                earlier_at = _earlier_forecast(t, x * direction, seg, t_last - p.consistency_lag_s, p)
+                # Judged on the longest of the two horizons and the lag: the earlier forecast had
+                # that much longer to run, and near failure the current one shrinks to nothing (an
+                # hour before failure no earlier fit could agree to within 70 % of an hour). A
+                # burst's forecast runs ahead by the lag itself, more than 70 % of it.
+                confirmed = earlier_at is not None and abs(earlier_at[0] - (t_last + ttf)) <= p.consistency_rel * max(
+                    ttf, earlier_at[0] - earlier_at[1], p.consistency_lag_s
+                )
+                earlier = None if earlier_at is None else earlier_at[0]
                 if not confirmed:
                     by_ttf = Level.YELLOW
                     lag_h = p.consistency_lag_s / HOUR_S
@@ -611,12 +845,17 @@ def _judge(
                     unconfirmed_zh = f"；{ttf / HOUR_S:.0f} 小时后失稳的预测未被 {lag_h:.0f} 小时前的数据证实"
             if by_ttf > level:
                 level = by_ttf
-                days = (p.red_ttf_s if by_ttf is Level.RED else p.orange_ttf_s) / DAY_S
+                horizon = p.red_ttf_s if by_ttf is Level.RED else p.orange_ttf_s
+                within, within_zh = (
+                    (f"{horizon / DAY_S:.0f} days", f"{horizon / DAY_S:.0f} 天")
+                    if horizon >= 2 * DAY_S
+                    else (f"{horizon / HOUR_S:.0f} h", f"{horizon / HOUR_S:.0f} 小时")
+                )
                 reason = (
-                    f"significant acceleration, and the inverse-velocity forecast puts failure within {days:.0f} days "
+                    f"significant acceleration, and the inverse-velocity forecast puts failure within {within} "
                     f"({ttf / HOUR_S:.0f} h)"
                 )
-                reason_zh = f"加速显著，反速度法预测 {days:.0f} 天内失稳(约 {ttf / HOUR_S:.0f} 小时)"
+                reason_zh = f"加速显著，反速度法预测 {within_zh}内失稳(约 {ttf / HOUR_S:.0f} 小时)"
             reason += unconfirmed
             reason_zh += unconfirmed_zh
         if level is Level.RED:
@@ -628,7 +867,7 @@ def _judge(
                 why.append(
                     (f"accelerating for only {duration / HOUR_S:.0f} h", f"加速仅持续 {duration / HOUR_S:.0f} 小时")
                 )
-            if mk.p_increasing >= p.red_mk_p:
+            if mk.p_increasing >= p.red_mk_p and not overwhelming:
                 why.append(
                     (
                         f"velocity trend not significant at {p.red_mk_p:g} (p = {mk.p_increasing:.3f})",
@@ -665,16 +904,44 @@ def _judge(
         forecast_reliable=reliable,
         earlier_forecast_s=earlier,
         recent=quad,
+        any_alpha=_any_alpha_interval(vfit, binned, t_last, p) if reliable and level >= Level.YELLOW else None,
     )
+
+
+def _any_alpha_interval(
+    vfit: VoightFit | None,
+    binned: tuple[FloatArray, FloatArray, FloatArray] | None,
+    t_last: float,
+    p: AccelerationParams,
+) -> tuple[float, float | None] | None:
+    """The 95 % interval of the time to failure (s) widened for the unknown α: the union of
+    the profile intervals of the fits at each α of ``p.alphas``. None without a fit; upper
+    None when open. Not only the α values the data fail to reject: a true α between two of
+    them leaves each fit biased with a narrow interval (the backtest then covered the truth
+    in a quarter of the forecasts), and a slope's α is not known to one decimal."""
+    if vfit is None or binned is None:
+        return None
+    tb, xb, cb = binned
+    kept = [vfit] + [
+        f
+        for a in p.alphas
+        if a != 2.0 and (f := fit_voight(tb, xb, cb, t_ref_s=t_last, time_scale=p.time_scale, alpha=a))
+    ]
+    lower = min(f.lower_ttf_s for f in kept)
+    upper = None if any(f.upper_ttf_s is None for f in kept) else max(f.upper_ttf_s or 0.0 for f in kept)
+    return lower, upper
 
 
 def _replace(a: Acceleration, **changes: object) -> Acceleration:
     return replace(a, **changes)  # type: ignore[arg-type]
 
 
-def _earlier_forecast(t: FloatArray, x: FloatArray, seg: IntArray, t_cut: float, p: AccelerationParams) -> float | None:
-    """Failure time (epoch s) forecast from the readings up to ``t_cut``; None when that fit
-    is not significant. t, x, seg: (n,) times, oriented displacement, segment ids."""
+def _earlier_forecast(
+    t: FloatArray, x: FloatArray, seg: IntArray, t_cut: float, p: AccelerationParams
+) -> tuple[float, float] | None:
+    """``(failure time, newest reading used)`` (epoch s) forecast from the readings up to
+    ``t_cut``; None when that fit is not significant. t, x, seg: (n,) times, oriented
+    displacement, segment ids."""
     hi = int(np.searchsorted(t, t_cut, side="right"))
     lo = int(np.searchsorted(t, t_cut - p.fit_window_s))
     if hi - lo < 8:
@@ -682,10 +949,10 @@ def _earlier_forecast(t: FloatArray, x: FloatArray, seg: IntArray, t_cut: float,
     tb, xb, cb = bin_means(
         t[lo:hi], x[lo:hi], seg[lo:hi], bin_s=p.bin_s, coarse_bin_s=p.coarse_bin_s, fine_span_s=p.fine_span_s
     )
-    fit = fit_voight(tb, xb, cb, t_ref_s=float(t[hi - 1]))
+    fit = fit_voight(tb, xb, cb, t_ref_s=float(t[hi - 1]), time_scale=p.time_scale)
     if fit is None or fit.p_accel >= p.p_fit_weak:
         return None
-    return float(t[hi - 1]) + fit.ttf_s
+    return float(t[hi - 1]) + fit.ttf_s, float(t[hi - 1])
 
 
 def _trend(t_d: FloatArray, v: FloatArray) -> tuple[FloatArray, ...]:

@@ -25,7 +25,7 @@ import numpy as np
 from analytics import health
 from analytics._arrays import HOUR_S, FloatArray
 from analytics.acceleration import DEFAULT_PARAMS, Acceleration, AccelerationParams, assess_acceleration_many
-from analytics.rate import RATE_CONFIDENCE
+from analytics.rate import RATE_CONFIDENCE, RED_CONFIDENCE
 from analytics.threshold_rules import STANDARD_RAIN_24H, latest_robust, threshold_rule, trailing_sum
 from analytics.types import RuleResult, SensorSpec, SensorWindow
 from core.model import Level, SensorKind
@@ -96,6 +96,7 @@ def evaluate_many(
                 with_rate=[
                     c.rate_quantity is not None and c.rate_quantity in sensors[i][0].thresholds for i, c in rows
                 ],
+                judged_until_s=_judged_until([sensors[i][1] for i in movers]),
             )
             for (i, _), acc in zip(rows, found, strict=True):
                 accs.setdefault(i, []).append(acc)
@@ -120,6 +121,13 @@ def evaluate_many(
         results.extend(checks[i])
         out.append(tuple(results))
     return out
+
+
+def _judged_until(windows: Sequence[SensorWindow]) -> float | None:
+    """The earliest previous evaluation of sensors judged together (None if any lacks one):
+    prefixes after it are judged for all of them, which only holds a level longer."""
+    until = [w.judged_until_s for w in windows]
+    return None if any(u is None for u in until) else min(u for u in until if u is not None)
 
 
 # --------------------------------------------------------------------------- displacement
@@ -278,6 +286,7 @@ def _rate_result(comp: _Component, acc: Acceleration, thresholds: ThresholdSet) 
         noise_dof=_f(rb.dof),
         se_multiplier=_f(rb.k),
         judged_window_h=None if rb.judged_window_s is None else rb.judged_window_s / HOUR_S,
+        se_multiplier_red=_f(rb.k_red),
     )
     windows = ", ".join(f"{h:.0f}" for h in hours)
     source = (
@@ -288,7 +297,9 @@ def _rate_result(comp: _Component, acc: Acceleration, thresholds: ThresholdSet) 
     method = (
         f"least-squares rates over the trailing {windows} h; each judged on its lower bound, "
         f"rate − {rb.k:.2f} × standard error (one-sided {100 * RATE_CONFIDENCE:.1f} %), the standard error "
-        f"from {source}, so noise correlated over hours cannot cross a threshold; the fastest bound counts"
+        f"from {source}, so noise correlated over hours cannot cross a threshold; the fastest bound counts; "
+        f"red also when that bound is at orange and the {100 * RED_CONFIDENCE:.1f} % bound (rate − "
+        f"{rb.k_red:.2f} × standard error) reaches red"
     )
     # Shown: the rate over the window that set the judged value, so value and bound agree.
     i = rb.windows_s.index(rb.judged_window_s) if rb.judged_window_s is not None else 0
@@ -306,6 +317,9 @@ def _rate_result(comp: _Component, acc: Acceleration, thresholds: ThresholdSet) 
         extra=extra,
         unjudged=rb.reason,
         unjudged_zh=rb.reason_zh,
+        red_judged=rb.judged_red_per_day,
+        red_note=f"{100 * RED_CONFIDENCE:.1f} % bound",
+        red_note_zh=f"{100 * RED_CONFIDENCE:.1f}% 置信下限",
     )
 
 
@@ -323,22 +337,27 @@ def _acceleration_result(comp: _Component, acc: Acceleration, params: Accelerati
         forecast = forecast_zh = ""
         if acc.forecast_failure_s is not None and acc.voight is not None:
             f = acc.voight
-            hi = f"{f.upper_ttf_s / HOUR_S:.0f}" if f.upper_ttf_s is not None else "?"
+            lo_s, hi_s = acc.any_alpha if acc.any_alpha is not None else (f.lower_ttf_s, f.upper_ttf_s)
+            hi = f"{hi_s / HOUR_S:.0f}" if hi_s is not None else "?"
+            alphas = "Voight's α from 1.5 to 2.5" if acc.any_alpha is not None else "α = 2"
             forecast = (
                 f" Forecast failure in {f.ttf_s / HOUR_S:.0f} h "
-                f"(95% interval {f.lower_ttf_s / HOUR_S:.0f}–{hi} h, inverse-velocity/Voight fit since "
+                f"(95% interval {lo_s / HOUR_S:.0f}–{hi} h for {alphas}, inverse-velocity/Voight fit since "
                 f"{f.onset_age_s / HOUR_S:.0f} h ago)."
             )
             forecast_zh = (
-                f"预测约 {f.ttf_s / HOUR_S:.0f} 小时后失稳(95%区间 {f.lower_ttf_s / HOUR_S:.0f}–{hi} 小时，"
+                f"预测约 {f.ttf_s / HOUR_S:.0f} 小时后失稳(95%区间 {lo_s / HOUR_S:.0f}–{hi} 小时，"
+                f"{'Voight 指数 α 取 1.5–2.5' if acc.any_alpha is not None else 'α = 2'}；"
                 f"反速度法/Voight 拟合自 {f.onset_age_s / HOUR_S:.0f} 小时前的加速起点)。"
             )
+        win = ev.get("velocity_window_h")
+        win_h = f"{win:.3g}" if isinstance(win, float) else "24"
         en = (
-            f"The {comp.name_en} moves at {v:.2f} mm/day over the last 24 h (steady creep before: "
+            f"The {comp.name_en} moves at {v:.2f} mm/day over the last {win_h} h (steady creep before: "
             f"{v0:.2f} mm/day); {acc.reason}. Level: {level_en}.{forecast}"
         )
         zh = (
-            f"{comp.name_zh}最近24小时速率 {v:.2f} mm/d(此前等速阶段 {v0:.2f} mm/d)；{acc.reason_zh}。"
+            f"{comp.name_zh}最近{win_h}小时速率 {v:.2f} mm/d(此前等速阶段 {v0:.2f} mm/d)；{acc.reason_zh}。"
             f"预警级别：{lv.label_zh}。{forecast_zh}"
         )
     return RuleResult(

@@ -49,6 +49,12 @@ NOISE_MIN_BLOCKS = 3.0
 #: One-sided confidence of the judged lower bound. Rates are judged at every new reading,
 #: all year: a 97.5 % bound would be crossed by noise alone several times a year.
 RATE_CONFIDENCE = 0.999
+#: One-sided confidence of the bound judged against the red value alone. A rate whose
+#: 99.9 % bound already reaches the orange value, and whose 97.5 % bound reaches red,
+#: clearly exceeds red: judging red at 99.9 % too made a slope at 1.7 × the red value
+#: (34 mm/day against 20, SE 4 mm/day over its fast-changing last day) orange. The gate on
+#: the orange value keeps the false-red rate of a stable sensor at the false-orange rate.
+RED_CONFIDENCE = 0.975
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,10 @@ class RateBound:
     noise_assumed: bool = False
     #: White-noise-equivalent σ per reading (mm) that gives the honest SEs: ``sqrt(S / Δt)``.
     sigma_eq: float = math.nan
+    #: ``max(|v| − k_red·SE, 0)`` over the windows, the bound judged against red
+    #: (:data:`RED_CONFIDENCE`), and its multiplier.
+    judged_red_per_day: float = math.nan
+    k_red: float = math.nan
 
     @property
     def velocity_now_per_day(self) -> float:
@@ -139,6 +149,7 @@ def rate_bounds(
     # The extrapolation scatters more than one estimate: about 2/3 of the blocks count.
     dof_measured = (covered - 2.0) * 2.0 / 3.0
     k_measured = student_k(confidence, max(dof_measured, 1.0))
+    k_red_measured = student_k(RED_CONFIDENCE, max(dof_measured, 1.0))
     rows = []
     for i in range(x.shape[0]):
         density = float(densities[i])
@@ -164,7 +175,9 @@ def rate_bounds(
     for i, (density, block, dof, assumed, sigma_eq, _) in enumerate(rows):
         v = tuple(line[i].velocity_per_day for line in lines)
         se = tuple(line[i].velocity_se_per_day for line in lines)
-        out.append(_judged(windows_s, v, se, density, block, dof, assumed, sigma_eq, confidence, k_measured))
+        out.append(
+            _judged(windows_s, v, se, density, block, dof, assumed, sigma_eq, confidence, (k_measured, k_red_measured))
+        )
     return out
 
 
@@ -178,7 +191,7 @@ def _judged(
     assumed: bool,
     sigma_eq: float,
     confidence: float,
-    k_measured: float,
+    k_measured: tuple[float, float],
 ) -> RateBound:
     """The judged lower bound of one series from its trailing rates and noise."""
     nan = math.nan
@@ -197,8 +210,8 @@ def _judged(
             "读数过少，无法估计速率的噪声",
         )
     # Student's t: S is itself estimated, from few blocks in a young series.
-    k = float(ndtri(confidence)) if assumed else k_measured
-    best = nan
+    k, k_red = (float(ndtri(confidence)), float(ndtri(RED_CONFIDENCE))) if assumed else k_measured
+    best = best_red = nan
     best_w: float | None = None
     for w, vi, si in zip(windows_s, v, se, strict=True):
         if not (math.isfinite(vi) and math.isfinite(si)):
@@ -206,6 +219,9 @@ def _judged(
         low = max(abs(vi) - k * si, 0.0)
         if not math.isfinite(best) or low > best:
             best, best_w = low, w
+        low_red = max(abs(vi) - k_red * si, 0.0)
+        if not math.isfinite(best_red) or low_red > best_red:
+            best_red = low_red
     reason = reason_zh = ""
     if best_w is None:
         reason, reason_zh = "no window with 3 readings in the newest segment", "最新数据段不足 3 个读数"
@@ -223,6 +239,8 @@ def _judged(
         reason_zh,
         noise_assumed=assumed,
         sigma_eq=sigma_eq,
+        judged_red_per_day=best_red,
+        k_red=k_red,
     )
 
 

@@ -56,15 +56,34 @@ def threshold_rule(
     source: str = "sensor thresholds",
     unjudged: str = "",
     unjudged_zh: str = "",
+    red_judged: float | None = None,
+    red_note: str = "",
+    red_note_zh: str = "",
 ) -> RuleResult:
     """``threshold.<quantity>``: the level whose start value ``judged`` (default ``value``) reaches.
 
     ``judged`` lets a rate be judged on its lower confidence bound while ``value`` is shown.
+    ``red_judged``: a second value judged against red alone (a rate: its bound at a lower
+    confidence), counted only when ``judged`` has reached the level below red.
     ``unjudged``: why ``judged`` is NaN, when it is not for want of a reading.
     """
     q = QUANTITIES[quantity]
     j = value if judged is None else judged
     level = thresholds.level_of(j) if math.isfinite(j) else Level.NONE
+    below_red = max(
+        (lv for lv in (Level.BLUE, Level.YELLOW, Level.ORANGE) if thresholds.value(lv) is not None),
+        default=None,
+    )
+    by_red = (
+        red_judged is not None
+        and math.isfinite(red_judged)
+        and thresholds.red is not None
+        and below_red is not None
+        and level is below_red
+        and thresholds.level_of(red_judged) is Level.RED
+    )
+    if by_red:
+        level = Level.RED
     ev: dict[str, float | int | str | bool | list[float] | None] = {
         "method": method,
         "value": _f(value),
@@ -79,10 +98,18 @@ def threshold_rule(
     }
     if extra:
         ev.update(extra)
+    if red_judged is not None:
+        ev["red_judged_value"] = _f(red_judged)
     shown = f"{value:.3g} {q.unit}" + (f" ({judged_note} {j:.3g})" if judged is not None and judged_note else "")
     shown_zh = f"{value:.3g} {q.unit}" + (
         f"({judged_note_zh or judged_note} {j:.3g})" if judged is not None and judged_note else ""
     )
+    if by_red:
+        assert red_judged is not None
+        shown = shown[:-1] + f"; {red_note} {red_judged:.3g})" if shown.endswith(")") else shown
+        shown_zh = (
+            shown_zh[:-1] + f"；{red_note_zh or red_note} {red_judged:.3g})" if shown_zh.endswith(")") else shown_zh
+        )
     word = "fell to" if thresholds.direction is Direction.BELOW else "reached"
     word_zh = "降至" if thresholds.direction is Direction.BELOW else "达到"
     if not math.isfinite(j) and unjudged:

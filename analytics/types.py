@@ -48,11 +48,15 @@ class SensorWindow:
     values: channel -> (n,) values in the channel's unit, NaN where that channel
     has no reading at that time.
     now_s: the evaluation clock (epoch seconds), for rules about silence.
+    judged_until_s: the newest reading time of this sensor's previous evaluation, when the
+    caller keeps it; None (a first evaluation, a restart, a backlog, a replay) makes the
+    detectors judge the last few hours' prefixes too, as an alarm's dwell would have held them.
     """
 
     t_s: FloatArray
     values: Mapping[str, FloatArray]
     now_s: float
+    judged_until_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,20 +76,35 @@ class VoightFit:
         return -1.0 / self.b_mm
 
 
-def fit_voight(t_s: FloatArray, disp_mm: FloatArray, weight: FloatArray, *, t_ref_s: float) -> VoightFit | None:
+def fit_voight(
+    t_s: FloatArray,
+    disp_mm: FloatArray,
+    weight: FloatArray,
+    *,
+    t_ref_s: float,
+    time_scale: float = 1.0,
+    alpha: float = 2.0,
+) -> VoightFit | None:
     """Fit steady creep then ``S = c − B·ln(t_f − t)`` by weighted least squares.
 
     t_s: (m,) times, epoch s, ≤ t_ref_s (the newest reading); disp_mm: (m,) displacement
     oriented so that the movement is positive; weight: (m,) e.g. readings per bin.
     The profile runs over a grid of onset ages × failure times; for each pair the model
     is linear in ``(c, B)``. None when fewer than 8 points or no accelerating curve fits.
+    time_scale: both grids (failure times and onset ages) are multiplied by it: 1/8 looks
+    for failures developing over hours, 8 for failures developing over months.
+    alpha: Voight's exponent; with q = 1/(α − 1) the tertiary displacement is
+    ``c − B·(t_f − t)^(1−q)/(1−q)`` (``c − B·ln(t_f − t)`` at α = 2). The ``1/v`` line
+    properties of the result hold for α = 2 only.
     """
     m = t_s.size
     if m < 8:
         return None
     t = (t_s - t_ref_s) / DAY_S  # (m,) ≤ 0
     span = float(-t[0])
-    ages = np.append(ONSET_AGE_DAYS[span > ONSET_AGE_DAYS], span)  # the last: whole window tertiary
+    grid = GRID_DAYS * time_scale
+    onset_ages = ONSET_AGE_DAYS * time_scale
+    ages = np.append(onset_ages[span > onset_ages], span)  # the last: whole window tertiary
     w = weight / weight.sum()
     y = disp_mm - float(np.dot(w, disp_mm))
     syy = float(np.dot(w, y * y))
@@ -99,7 +114,15 @@ def fit_voight(t_s: FloatArray, disp_mm: FloatArray, weight: FloatArray, *, t_re
     # indicator-matrix product; the steady part before the onset is linear in t, so
     # its sums need only Σ w, w·t, w·t², w·y, w·t·y. O(A·G·m) flops in BLAS instead
     # of building (A, G, m) arrays.
-    voight = -np.log(GRID_DAYS[None, :] - t[:, None])  # (m, G): rows are contiguous for cumsum
+    q = 1.0 / (alpha - 1.0)
+    log_law = abs(q - 1.0) < 1e-9
+
+    def basis(tau: FloatArray) -> FloatArray:
+        """Tertiary displacement per unit B at time to failure ``tau`` (days), up to a constant."""
+        out: FloatArray = -np.log(tau) if log_law else -(tau ** (1.0 - q)) / (1.0 - q)
+        return out
+
+    voight = basis(grid[None, :] - t[:, None])  # (m, G): rows are contiguous for cumsum
     wl = voight * w[:, None]
     g_cols = wl.shape[1]
     cols = np.concatenate((wl, wl * voight, wl * y[:, None], np.stack((w, w * t, w * t * t, w * y, w * t * y), 1)), 1)
@@ -122,9 +145,14 @@ def fit_voight(t_s: FloatArray, disp_mm: FloatArray, weight: FloatArray, *, t_re
         suf_ll = tert_sums[:, g_cols : 2 * g_cols]
         suf_ly = tert_sums[:, 2 * g_cols : 3 * g_cols]
         pw, pt, ptt, py, pty = (total[None, 3 * g_cols :] - tert_sums[:, 3 * g_cols :]).T
-        lead = GRID_DAYS[None, :] + ages[:, None]  # t_f − t_on, (A, G)
-        c0 = -np.log(lead) + ages[:, None] / lead
-        inv = 1.0 / lead
+        lead = grid[None, :] + ages[:, None]  # t_f − t_on, (A, G)
+        # velocity per unit B at the onset (inv), and the steady line's intercept
+        if log_law:
+            c0 = -np.log(lead) + ages[:, None] / lead
+            inv = 1.0 / lead
+        else:
+            inv = lead ** (-q)
+            c0 = basis(lead) + ages[:, None] * inv
         s1 = c0 * pw[:, None] + pt[:, None] * inv + suf_l
         s2 = c0 * c0 * pw[:, None] + 2.0 * c0 * pt[:, None] * inv + ptt[:, None] * inv * inv + suf_ll
         suy = c0 * py[:, None] + pty[:, None] * inv + suf_ly  # y is centred
@@ -164,9 +192,9 @@ def fit_voight(t_s: FloatArray, disp_mm: FloatArray, weight: FloatArray, *, t_re
     prof = sse_v.min(axis=0)
     inside = np.flatnonzero(np.isfinite(prof) & (prof <= best * (1.0 + float(fdtri(1.0, dof, 0.95)) / dof)))
     # The boundary lies between grid points: widen by one step each side, never narrower.
-    lo = float(GRID_DAYS[max(int(inside[0]) - 1, 0)]) * DAY_S
-    hi = None if inside[-1] >= GRID_DAYS.size - 2 else float(GRID_DAYS[int(inside[-1]) + 1]) * DAY_S
-    ttf = _refine(int(k), sse_v[ia]) * DAY_S
+    lo = float(grid[max(int(inside[0]) - 1, 0)]) * DAY_S
+    hi = None if inside[-1] >= grid.size - 2 else float(grid[int(inside[-1]) + 1]) * DAY_S
+    ttf = _refine(grid, int(k), sse_v[ia]) * DAY_S
     bb = float(b[ia, k])
     return VoightFit(
         ttf_s=ttf,
@@ -174,7 +202,7 @@ def fit_voight(t_s: FloatArray, disp_mm: FloatArray, weight: FloatArray, *, t_re
         upper_ttf_s=None if hi is None else max(hi, ttf),
         onset_age_s=float(ages[ia]) * DAY_S,
         b_mm=bb,
-        v0_mm_per_day=bb / (float(GRID_DAYS[k]) + float(ages[ia])),
+        v0_mm_per_day=bb / (float(grid[k]) + float(ages[ia])) if log_law else bb * float(inv[ia, k]),
         p_accel=p,
         improvement=1.0 - best / sse_lin if sse_lin > 0 else 0.0,
         n=m,
@@ -183,9 +211,9 @@ def fit_voight(t_s: FloatArray, disp_mm: FloatArray, weight: FloatArray, *, t_re
     )
 
 
-def _refine(k: int, sse: FloatArray) -> float:
+def _refine(grid: FloatArray, k: int, sse: FloatArray) -> float:
     """Parabolic interpolation of the profile minimum in log(t_f) between grid neighbours."""
-    g = np.log(GRID_DAYS)
+    g = np.log(grid)
     if 0 < k < sse.size - 1 and np.isfinite(sse[k - 1]) and np.isfinite(sse[k + 1]):
         y0, y1, y2 = float(sse[k - 1]), float(sse[k]), float(sse[k + 1])
         curv = y0 - 2.0 * y1 + y2
@@ -193,4 +221,4 @@ def _refine(k: int, sse: FloatArray) -> float:
             step = 0.5 * (y0 - y2) / curv
             h = float(g[k + 1] - g[k])
             return math.exp(float(g[k]) + max(-1.0, min(1.0, step)) * h)
-    return float(GRID_DAYS[k])
+    return float(grid[k])

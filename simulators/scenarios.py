@@ -14,9 +14,11 @@ settles):
 
 - ``stable``: no movement, noise only.
 - ``creep``: constant velocity ``v0``.
-- ``tertiary``: ``v0`` until the onset, then Voight's law with α = 2 (Fukuzono
-  1985): ``v(t) = v0 · (t_f − t_on) / (t_f − t)``, so ``1/v`` falls linearly from
-  ``1/v0`` at the onset to 0 at failure ``t_f``. Samples stop before ``t_f``.
+- ``tertiary``: ``v0`` until the onset, then Voight's law ``dv/dt = A·v^α``; with the
+  default α = 2 (Fukuzono 1985) ``v(t) = v0 · (t_f − t_on) / (t_f − t)``, so ``1/v``
+  falls linearly from ``1/v0`` at the onset to 0 at failure ``t_f``; in general
+  ``v = v0 · ((t_f − t_on) / (t_f − t))^(1/(α−1))`` (``alpha``, about 1.5–2.5 in
+  the field). Samples stop before ``t_f``.
 - ``step``: slow creep plus bursts (rain or reservoir drawdown) whose velocity is
   a raised-cosine pulse: the slope speeds up, then stops again. The classic false
   alarm source; ``truth.episodes`` lists the bursts.
@@ -163,8 +165,13 @@ def displacement_kinematics(
     step_starts_s: Sequence[float] | None,
     step_days: tuple[float, float],
     step_peak_mm_per_day: tuple[float, float],
+    alpha: float = 2.0,
+    step_clusters: int = 0,
 ) -> tuple[FloatArray, GroundTruth]:
     """Noise-free cumulative movement ``S(t)`` in mm, (n,), and its ground truth.
+
+    alpha: Voight's exponent of the tertiary stage. step_clusters: when > 0 the bursts
+    come in that many clusters (rain seasons, drawdowns), each within ±5 days of its centre.
 
     Shared by GNSS, crack meters and inclinometers. For ``tertiary`` the caller has
     already cut ``t_s`` before ``failure_s``.
@@ -182,21 +189,31 @@ def displacement_kinematics(
         span = failure_s - onset_s
         before = np.minimum(t_s, onset_s) - t0
         after = np.clip(t_s, onset_s, None)
-        # ∫ v0·span/(tf − τ) dτ from onset to t = v0·span·ln(span / (tf − t))
-        accel = v0 * span * np.log(span / (failure_s - after))
+        q = 1.0 / (alpha - 1.0)
+        if abs(q - 1.0) < 1e-9:
+            # ∫ v0·span/(tf − τ) dτ from onset to t = v0·span·ln(span / (tf − t))
+            accel = v0 * span * np.log(span / (failure_s - after))
+        else:
+            # ∫ v0·(span/(tf − τ))^q dτ = v0·span^q·(span^(1−q) − (tf − t)^(1−q)) / (1 − q)
+            accel = v0 * span**q * (span ** (1.0 - q) - (failure_s - after) ** (1.0 - q)) / (1.0 - q)
         disp: FloatArray = v0 * before + accel
+        law = "1/v linear" if abs(alpha - 2.0) < 1e-9 else f"α={alpha:.2f}"
         truth = GroundTruth(
             "tertiary",
             True,
             onset_s,
             failure_s,
-            f"steady {v0_mm_per_day} mm/day, then Voight α=2 (1/v linear) for {tertiary_days} days to failure",
+            f"steady {v0_mm_per_day} mm/day, then Voight {law} for {tertiary_days} days to failure",
         )
         return disp, truth
     if scenario == "step":
         t_end = float(t_s[-1]) if t_s.size else t0
-        if step_starts_s is None:
-            starts = np.sort(rng.uniform(t0, max(t0, t_end - step_days[1] * DAY_S), size=n_steps))
+        last = max(t0, t_end - step_days[1] * DAY_S)
+        if step_starts_s is None and step_clusters > 0:
+            centres = rng.uniform(t0, last, size=step_clusters)
+            starts = np.sort(np.clip(rng.choice(centres, size=n_steps) + rng.uniform(-5, 5, n_steps) * DAY_S, t0, last))
+        elif step_starts_s is None:
+            starts = np.sort(rng.uniform(t0, last, size=n_steps))
         else:
             starts = np.asarray(step_starts_s, dtype=np.float64)
         disp = v0 * (t_s - t0)
@@ -250,6 +267,13 @@ def displacement_series(
     step_starts_s: Sequence[float] | None = None,
     step_days: tuple[float, float] = (1.0, 4.0),
     step_peak_mm_per_day: tuple[float, float] = (2.0, 6.0),
+    alpha: float = 2.0,
+    step_clusters: int = 0,
+    random_walk_mm_per_sqrt_day: float = 0.0,
+    seasonal_mm: float = 0.0,
+    thermal_mm: float = 0.0,
+    n_jumps: int = 0,
+    jump_mm: tuple[float, float] = (2.0, 8.0),
 ) -> Series:
     """GNSS or total-station surface displacement, channels ``east_mm``, ``north_mm``, ``up_mm``.
 
@@ -264,7 +288,14 @@ def displacement_series(
     ``tertiary_days`` before; the series ends at the last sample before failure.
     ``failure_s`` may lie after the window (the series ends while accelerating).
     ``step``: ``n_steps`` bursts at seeded times or at ``step_starts_s``, each lasting
-    ``step_days`` and peaking at ``step_peak_mm_per_day`` (ranges, seeded uniform).
+    ``step_days`` and peaking at ``step_peak_mm_per_day`` (ranges, seeded uniform),
+    in ``step_clusters`` clusters when > 0. ``alpha``: Voight's exponent (2: 1/v linear).
+
+    Noise beyond white + AR(1), drawn from a second stream so the defaults stay as they
+    were: a random walk of ``random_walk_mm_per_sqrt_day`` per component (monument and
+    reference drift), an annual cycle of amplitude ``seasonal_mm`` and a daily thermal one
+    of ``thermal_mm`` (random phases; vertical ×2), and ``n_jumps`` steps of
+    ``jump_mm`` (antenna or reference-station changes, random direction, vertical ×2).
     """
     rng = np.random.default_rng(seed)
     az = math.radians(rng.uniform(0.0, 360.0) if azimuth_deg is None else azimuth_deg)
@@ -285,12 +316,34 @@ def displacement_series(
         step_starts_s=step_starts_s,
         step_days=step_days,
         step_peak_mm_per_day=step_peak_mm_per_day,
+        alpha=alpha,
+        step_clusters=step_clusters,
     )
     n = t.size
     east = disp * math.sin(az) + colored_noise(rng, n, noise_h_mm, interval_s, tau_s=noise_tau_s)
     north = disp * math.cos(az) + colored_noise(rng, n, noise_h_mm, interval_s, tau_s=noise_tau_s)
     up = -ratio * disp + colored_noise(rng, n, noise_v_mm, interval_s, tau_s=noise_tau_s)
     notes = f"{truth.notes}; azimuth {math.degrees(az):.1f}°, vertical ratio {ratio:.2f}"
+    if random_walk_mm_per_sqrt_day or seasonal_mm or thermal_mm or n_jumps:
+        extra = np.random.default_rng([seed, 1])
+        days = (t - start_s) / DAY_S
+        step = math.sqrt(interval_s / DAY_S) * random_walk_mm_per_sqrt_day
+        for ch, scale in ((0, 1.0), (1, 1.0), (2, 2.0)):
+            part = np.cumsum(extra.standard_normal(n)) * step * scale
+            part += scale * seasonal_mm * np.sin(2 * np.pi * days / 365.25 + extra.uniform(0, 2 * np.pi))
+            part += scale * thermal_mm * np.sin(2 * np.pi * days + extra.uniform(0, 2 * np.pi))
+            (east, north, up)[ch][:] += part
+        for at in extra.uniform(start_s, float(t[-1]) if n else start_s, size=n_jumps):
+            size = extra.uniform(*jump_mm)
+            d = extra.uniform(0, 2 * np.pi)
+            after = t >= at
+            east[after] += size * math.cos(d)
+            north[after] += size * math.sin(d)
+            up[after] += 2 * size * extra.choice((-1.0, 1.0))
+        notes += (
+            f"; random walk {random_walk_mm_per_sqrt_day} mm/√day, seasonal {seasonal_mm} mm, "
+            f"thermal {thermal_mm} mm, {n_jumps} jumps"
+        )
     return Series(t, {"east_mm": east, "north_mm": north, "up_mm": up}, replace(truth, notes=notes))
 
 
@@ -310,6 +363,8 @@ def crack_series(
     step_starts_s: Sequence[float] | None = None,
     step_days: tuple[float, float] = (1.0, 4.0),
     step_peak_mm_per_day: tuple[float, float] = (0.5, 2.0),
+    alpha: float = 2.0,
+    step_clusters: int = 0,
 ) -> Series:
     """Crack width, channel ``width_mm``: ``width0_mm`` plus the scenario's movement.
 
@@ -329,6 +384,8 @@ def crack_series(
         step_starts_s=step_starts_s,
         step_days=step_days,
         step_peak_mm_per_day=step_peak_mm_per_day,
+        alpha=alpha,
+        step_clusters=step_clusters,
     )
     width = width0_mm + disp + colored_noise(rng, t.size, noise_mm, interval_s, tau_s=3600.0, ar_share=0.3)
     return Series(t, {"width_mm": width}, truth)

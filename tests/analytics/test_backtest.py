@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from analytics.backtest import FAMILIES, add_arguments, run, score_series, summarise
+from analytics.backtest import T0 as T0_BACKTEST
 
 
 def test_a_fast_tertiary_series_is_red_a_day_ahead_with_a_good_forecast() -> None:
@@ -21,6 +22,15 @@ def test_a_fast_tertiary_series_is_red_a_day_ahead_with_a_good_forecast() -> Non
     assert score.forecast_24h_made
     assert score.forecast_24h_error is not None
     assert score.forecast_24h_error <= 0.25
+    # the JSON record of that forecast: its interval (widened for α) and whether it holds the truth
+    fc = score.forecast_24h
+    forecast, lower, upper = fc["forecast_s"], fc["lower_s"], fc["upper_s"]
+    assert isinstance(forecast, float)
+    assert isinstance(lower, float)
+    assert lower <= forecast
+    assert upper is None or (isinstance(upper, float) and forecast <= upper)
+    failure = T0_BACKTEST + 40 * 86_400.0
+    assert fc["covered"] == (lower <= failure and (upper is None or failure <= upper))
     summary = summarise(fam, [score])
     assert summary.red_24h == 1.0
     assert summary.targets["red >= 24 h in >= 95 %"]
@@ -137,3 +147,15 @@ def test_recorded_input_errors_are_reported(tmp_path: Path, capsys: pytest.Captu
     assert "PIT/G9" in capsys.readouterr().err
     assert run(_args("--csv", str(good), "--failure", "PIT-G9")) == 2
     assert "MINE/SENSOR=TIME" in capsys.readouterr().err
+
+
+def test_a_short_fast_crack_meter_record_is_scored_from_its_first_readings() -> None:
+    """Issue 11's 5-minute crack meter family: installed two days before a 1–3 day tertiary
+    stage; scored from the record's first readings, it is warned a quarter of the stage ahead."""
+    fam = next(f for f in FAMILIES if f.name == "crack 5min tertiary 1-3d")
+    score = score_series(fam, 0, 2 * 3600.0)
+    assert score.tertiary_days is not None
+    assert 1.0 <= score.tertiary_days <= 3.0
+    orange = score.lead_h["orange"]
+    assert orange is not None
+    assert orange >= 24.0 * score.tertiary_days / 4
