@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -116,6 +117,8 @@ class AnalysisWorker:
         self._sensors_loaded = float("-inf")
         self._last_sweep = float("-inf")
         self._last_seq_sweep = float("-inf")
+        #: per sensor, the newest reading time its last evaluation saw (SensorWindow.judged_until_s)
+        self._judged_until: dict[int, float] = {}
         self._stopping = asyncio.Event()
         self._rollup_rule = rollup_rule(settings)
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -220,11 +223,16 @@ class AnalysisWorker:
             # Data has just arrived: the sensor is not silent, whatever its measurement times
             # (a backlog after an outage is old but fresh). The clock is its newest reading.
             batch.append((d, row))
-            inputs.append((spec_of(row), build_window(records, row.channels, records[-1]["t_s"])))
+            window_now = build_window(records, row.channels, records[-1]["t_s"])
+            # The detector re-judges the hours a previous evaluation has not seen (a judgement
+            # from scratch equals the one held hour by hour); late data re-judges them all.
+            judged = None if d.late else self._judged_until.get(d.sensor_id)
+            inputs.append((spec_of(row), dataclasses.replace(window_now, judged_until_s=judged)))
         # One call for the batch: sensors read on one schedule share the detectors' array stages.
         changes = 0
-        for (d, row), results in zip(batch, evaluate_many(inputs), strict=True):
+        for (d, row), (_, window_now), results in zip(batch, inputs, evaluate_many(inputs), strict=True):
             self._metrics.evaluations.inc()
+            self._judged_until[d.sensor_id] = float(window_now.t_s[-1])
             async with self._pool.acquire() as conn, conn.transaction():
                 # Late data (older than what was already stored) re-judges the past: mark it.
                 changes += await self._apply(conn, row, results, retroactive=d.late)
