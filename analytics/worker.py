@@ -13,8 +13,10 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -24,13 +26,16 @@ from analytics import evaluate_many, evaluate_sensor
 from analytics.alarm import decide
 from analytics.clock import RULE as CLOCK_RULE
 from analytics.clock import clock_ahead
-from analytics.types import RuleResult, SensorSpec, SensorWindow
+from analytics.evaluate import DISPLACEMENT_KINDS
+from analytics.types import ChannelReference, RuleResult, SensorSpec, SensorWindow
 from core.model import Level
 from core.settings import Settings
 from core.wire import readings_topic
 from db import alerts as store
+from db import references
 from db.pool import Conn
 from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
+from db.references import Reference
 from db.registry import SensorRow, fetch_sensors
 
 logger = logging.getLogger(__name__)
@@ -53,12 +58,25 @@ class AnalysisMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class Cause:
+    """Corrections or re-baselines behind an evaluation (``sensor_dirty.causes``), and the
+    rules whose level the corrected readings changed."""
+
+    causes: tuple[dict[str, Any], ...]
+    rules: frozenset[str]
+
+    @property
+    def note(self) -> str:
+        return "; ".join(str(c.get("note", c)) for c in self.causes)
+
+
+@dataclass(frozen=True, slots=True)
 class CycleReport:
     sensors: int
     changes: int
 
 
-def spec_of(row: SensorRow) -> SensorSpec:
+def spec_of(row: SensorRow, refs: Mapping[str, Reference] | None = None) -> SensorSpec:
     return SensorSpec(
         sensor_id=row.id,
         code=row.code,
@@ -66,6 +84,7 @@ def spec_of(row: SensorRow) -> SensorSpec:
         channels=row.channels,
         interval_s=row.interval_s,
         baseline=row.baseline,
+        references={ch: ChannelReference(r.value, r.source, r.since.timestamp()) for ch, r in (refs or {}).items()},
         thresholds=row.thresholds,
         site_height_m=row.site_height_m,
         crest_elevation_m=row.crest_elevation_m,
@@ -150,29 +169,68 @@ class AnalysisWorker:
         if not known:
             return 0
         since = min(d.max_ts for d in known) - window
+        corrected = [d.sensor_id for d in known if d.causes]
         async with self._pool.acquire() as conn:
+            # Readings marked invalid are left out; sensors just corrected are read with them
+            # too, to tell which rules the correction changed.
             rows = await fetch_windows(conn, [d.sensor_id for d in known], since)
+            rows_all = await fetch_windows(conn, corrected, since, with_invalid=True) if corrected else []
+            refs = await references.ensure(
+                conn,
+                [
+                    references.Wanted(
+                        d.sensor_id,
+                        self._sensors[d.sensor_id].channels,
+                        self._sensors[d.sensor_id].baseline,
+                        d.min_ts,
+                        bool(d.causes),
+                    )
+                    for d in known
+                    if self._sensors[d.sensor_id].kind in DISPLACEMENT_KINDS
+                ],
+            )
         by_sensor: dict[int, list[asyncpg.Record]] = defaultdict(list)
         for r in rows:
             by_sensor[r["sensor_id"]].append(r)
+        all_by_sensor: dict[int, list[asyncpg.Record]] = defaultdict(list)
+        for r in rows_all:
+            all_by_sensor[r["sensor_id"]].append(r)
         batch: list[tuple[DirtySensor, SensorRow]] = []
         inputs: list[tuple[SensorSpec, SensorWindow]] = []
+        uncorrected: list[tuple[SensorSpec, SensorWindow]] = []
         for d in known:
             row = self._sensors[d.sensor_id]
-            records = [r for r in by_sensor.get(d.sensor_id, []) if r["t_s"] >= (d.max_ts - window).timestamp()]
+            sensor_refs = refs.get(d.sensor_id, {})
+            # The window, but nothing from before a re-baseline: that is the earlier installation.
+            start_s = max(
+                [(d.max_ts - window).timestamp()]
+                + [r.since.timestamp() for r in sensor_refs.values() if r.source == "rebaseline"]
+            )
+            records = [r for r in by_sensor.get(d.sensor_id, []) if r["t_s"] >= start_s]
             if not records:
                 continue
             # Data has just arrived: the sensor is not silent, whatever its measurement times
             # (a backlog after an outage is old but fresh). The clock is its newest reading.
             batch.append((d, row))
-            inputs.append((spec_of(row), build_window(records, row.channels, records[-1]["t_s"])))
+            spec = spec_of(row, sensor_refs)
+            inputs.append((spec, build_window(records, row.channels, records[-1]["t_s"])))
+            if d.causes:
+                raw = [r for r in all_by_sensor.get(d.sensor_id, []) if r["t_s"] >= start_s]
+                uncorrected.append((spec, build_window(raw, row.channels, raw[-1]["t_s"])))
         # One call for the batch: sensors read on one schedule share the detectors' array stages.
         changes = 0
+        before = iter(evaluate_many(uncorrected))
         for (d, row), results in zip(batch, evaluate_many(inputs), strict=True):
             self._metrics.evaluations.inc()
+            cause: Cause | None = None
+            if d.causes:
+                # Rules whose level the corrected readings changed take the new level at once:
+                # the readings were wrong, there is nothing to wait out.
+                was = {r.rule: r.level for r in next(before)}
+                cause = Cause(d.causes, frozenset(r.rule for r in results if was.get(r.rule) != r.level))
             async with self._pool.acquire() as conn, conn.transaction():
                 # Late data (older than what was already stored) re-judges the past: mark it.
-                changes += await self._apply(conn, row, results, retroactive=d.late)
+                changes += await self._apply(conn, row, results, retroactive=d.late, cause=cause)
         return changes
 
     async def _sweep(self, now_s: float) -> int:
@@ -243,7 +301,15 @@ class AnalysisWorker:
                 changes += await self._apply(conn, row, (result,), retroactive=False)
         return changes
 
-    async def _apply(self, conn: Conn, row: SensorRow, results: tuple[RuleResult, ...], *, retroactive: bool) -> int:
+    async def _apply(
+        self,
+        conn: Conn,
+        row: SensorRow,
+        results: tuple[RuleResult, ...],
+        *,
+        retroactive: bool,
+        cause: Cause | None = None,
+    ) -> int:
         open_now = await store.open_alerts(conn, row.id)
         pending = await store.pending_states(conn, row.id)
         changes = 0
@@ -253,13 +319,14 @@ class AnalysisWorker:
             cur_since = current.updated_at.timestamp() if current is not None else None
             pend = pending.get(res.rule)
             pend_since = pend.since.timestamp() if pend is not None and pend.since is not None else None
+            at_once = cause is not None and res.rule in cause.rules
             decision = decide(
                 cur_level,
                 cur_since,
-                pend_since,
+                None if at_once else pend_since,
                 res,
-                dwell_s=self._settings.deescalate_dwell_s,
-                pending_level=pend.level if pend is not None else None,
+                dwell_s=0.0 if at_once else self._settings.deescalate_dwell_s,
+                pending_level=pend.level if pend is not None and not at_once else None,
             )
             write = store.AlertWrite(
                 sensor_id=row.id,
@@ -275,6 +342,8 @@ class AnalysisWorker:
                 explanation_zh=res.explanation_zh,
                 forecast_failure_at=store.ts(res.forecast_failure_s) if res.forecast_failure_s else None,
                 retroactive=retroactive,
+                note=cause.note if cause is not None else None,
+                details={"causes": list(cause.causes)} if cause is not None else None,
             )
             new_pending = store.Pending(
                 decision.pending_level if decision.pending_since_s is not None else None,

@@ -15,7 +15,19 @@ from prometheus_client import CollectorRegistry
 from api.auth import FailedAuthLimiter
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import alerts, gaps, handling, integrity, ops, overview, pages, readings, registry, session
+from api.routes import (
+    alerts,
+    gaps,
+    handling,
+    integrity,
+    ops,
+    overview,
+    pages,
+    readings,
+    references,
+    registry,
+    session,
+)
 from api.routes.overview import SummaryCache
 from core.settings import Settings
 from db.overview import refresh_mine_status
@@ -84,7 +96,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.state.auth_limiter = FailedAuthLimiter()
     app.state.summary_cache = SummaryCache()
-    for module in (session, registry, readings, alerts, handling, overview, integrity, gaps):
+    for module in (session, registry, readings, alerts, handling, overview, integrity, references, gaps):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(ops.router, responses=ERROR_RESPONSES)
     app.include_router(pages.router)
