@@ -21,6 +21,8 @@ from prometheus_client import CollectorRegistry
 from analytics import evaluate_sensor
 from analytics.worker import AnalysisMetrics, AnalysisWorker, build_window, spec_of
 from api.app import create_app
+from cli import reference as cli_reference
+from cli.main import build_parser
 from core.model import Level
 from core.registry import parse_registry
 from core.settings import Settings
@@ -233,3 +235,42 @@ async def test_a_rebaseline_without_values_needs_readings_since(env: Env) -> Non
                 actor="test",
             )
         assert await references.history(conn, env.sid) == []
+
+
+async def reference_cli(argv: list[str], env: Env, dsn: str) -> int:
+    return await cli_reference.run(build_parser().parse_args(["reference", *argv]), env.settings, dsn)
+
+
+async def test_the_cli_shows_and_rebaselines_and_refuses_bad_input_with_exit_2(
+    env: Env, migrated_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, _ = await installed_400_days_ago(env)
+    await env.cycle()
+    assert await reference_cli(["show", "M1", "GN01"], env, migrated_dsn) == 0
+    out = capsys.readouterr().out
+    assert out.count("first_reading") == 6  # current and history, three channels each
+    assert f"since {datetime.fromtimestamp(first, tz=UTC).isoformat()} (median of the first 6)" in out
+
+    since = datetime.fromtimestamp(env.now - DAY_S, tz=UTC).isoformat()
+    values = ["--value", "east_mm=900", "--value", "north_mm=0", "--value", "up_mm=0"]
+    args = ["set", "M1", "GN01", "--since", since, "--reason", "new antenna", "--actor", "duty engineer Li"]
+    assert await reference_cli([*args, *values], env, migrated_dsn) == 0
+    out = capsys.readouterr().out
+    assert "re-baselined from" in out
+    assert out.count("rebaseline") == 3
+    assert "by duty engineer Li" in out
+    async with env.pool.acquire() as conn:
+        rows = [r for r in await references.history(conn, env.sid) if r.source == "rebaseline"]
+    assert sorted((r.channel, r.value, r.actor, r.reason) for r in rows) == [
+        ("east_mm", 900.0, "duty engineer Li", "new antenna"),
+        ("north_mm", 0.0, "duty engineer Li", "new antenna"),
+        ("up_mm", 0.0, "duty engineer Li", "new antenna"),
+    ]
+    # Bad input: a missing channel, an unknown sensor, a sensor without a reference position.
+    assert await reference_cli([*args, "--value", "east_mm=1"], env, migrated_dsn) == 2
+    assert "every channel" in capsys.readouterr().err
+    assert await reference_cli(["show", "M1", "NOPE"], env, migrated_dsn) == 2
+    assert await reference_cli(["show", "M1", "RG01"], env, migrated_dsn) == 2
+    with pytest.raises(SystemExit) as bad_value:
+        build_parser().parse_args(["reference", *args, "--value", "east_mm=lots"])
+    assert bad_value.value.code == 2
