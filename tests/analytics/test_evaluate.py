@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -248,3 +249,43 @@ def test_all_nan_displacement_does_not_raise() -> None:
     assert res["health.silent"].level is Level.YELLOW
     for r in res.values():
         check_result(r)
+
+
+def test_a_far_reference_to_one_side_neither_hides_nor_fakes_the_movement() -> None:
+    """A point 900 mm south of its reference that now slides (mostly east): the kinematic
+    rules judge the movement itself, exactly as with a reference where it started; the
+    cumulative threshold is the distance from the reference."""
+    from analytics import ChannelReference
+
+    window, _ = gnss_window()
+    th = {
+        "horizontal_mm_per_day": ThresholdSet(Direction.ABOVE, yellow=5.0, red=50.0),
+        "horizontal_mm": ThresholdSet(Direction.ABOVE, yellow=600.0, orange=800.0, red=1000.0),
+    }
+    channels = ("east_mm", "north_mm", "up_mm")
+
+    def judged(north_ref: float) -> dict[str, RuleResult]:
+        refs = {
+            "east_mm": ChannelReference(100.0, "first_reading", T0),
+            "north_mm": ChannelReference(north_ref, "rebaseline", T0 + DAY),
+            "up_mm": ChannelReference(20.0, "registry"),
+        }
+        return by_rule(evaluate_sensor(spec(SensorKind.GNSS, channels, references=refs, thresholds=th), window))
+
+    near, far = judged(-50.0), judged(850.0)
+    for rule in ("displacement.acceleration.horizontal", "threshold.horizontal_mm_per_day"):
+        assert far[rule].level is near[rule].level, rule
+        assert far[rule].explanation_en == near[rule].explanation_en
+    assert near["displacement.acceleration.horizontal"].level is Level.RED
+    moved = near["threshold.horizontal_mm"].evidence["value"]
+    assert isinstance(moved, float)
+    e = window.values["east_mm"][-24:]
+    n = window.values["north_mm"][-24:]
+    # the smoothed position now, 900 mm further from the far reference (north) than from the near one
+    expect = float(np.hypot(np.mean(e) - 100.0, np.mean(n) - 850.0))
+    assert far["threshold.horizontal_mm"].evidence["value"] == pytest.approx(expect, abs=15.0)
+    assert far["threshold.horizontal_mm"].level is Level.ORANGE
+    ev = far["displacement.acceleration.horizontal"].evidence
+    assert ev["reference_source"] == "first_reading/rebaseline"
+    assert ev["reference_mm"] == [100.0, 850.0]
+    assert ev["reference_since"] == datetime.fromtimestamp(T0 + DAY, tz=UTC).isoformat().replace("+00:00", "Z")
