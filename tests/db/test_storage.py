@@ -32,6 +32,8 @@ async def test_migrate_is_idempotent_and_detects_flavour(db_dsn: str) -> None:
         "008_integrity",
         "009_notify",
         "010_mine_status",
+        "018_reference",
+        "019_corrections_reach",
     )
     assert again.applied == ()
     assert again.already == len(first.applied)
