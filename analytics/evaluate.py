@@ -47,9 +47,6 @@ class _Component:
     cumulative_quantity: str | None
     cumulative_abs: bool
     extra: EvidenceDict
-    #: Horizontal only: the east and north series and their reference, when the movement
-    #: judged by the kinematic rules is measured from elsewhere (the window's first readings).
-    plane: tuple[FloatArray, FloatArray, float, float] | None = None
 
 
 def evaluate_sensor(
@@ -168,22 +165,6 @@ def _iso(t_s: float) -> str:
     return datetime.fromtimestamp(t_s, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-def _window_origin(x: FloatArray) -> float:
-    """The median of the window's first 6 finite readings (NaN when it has none)."""
-    first = x[np.flatnonzero(np.isfinite(x))[:6]]
-    return _median(first.tolist()) if first.size else math.nan
-
-
-def _smoothed_at(t_s: FloatArray, x: FloatArray, at_s: float, window_s: float) -> float:
-    """The least-squares line through the finite readings of the trailing ``window_s`` up to
-    ``at_s``, at ``at_s``; with fewer than 3 readings, the median of the newest 3."""
-    sel = np.flatnonzero(np.isfinite(x) & (t_s > at_s - window_s) & (t_s <= at_s))
-    if sel.size < 3 or np.ptp(t_s[sel]) == 0.0:
-        return latest_robust(t_s, x)[0]
-    _, intercept = np.polyfit(t_s[sel] - at_s, x[sel], 1)
-    return float(intercept)
-
-
 def _median(values: list[float]) -> float:
     """``np.median`` of a few finite values: the middle one, or the mean of the middle two."""
     v = sorted(values)
@@ -210,14 +191,9 @@ def _components(
         ref_e = _baseline(spec, e, "east_mm")
         ref_n = _baseline(spec, n, "north_mm")
         ref_u = _baseline(spec, u, "up_mm")
-        u0 = ref_u[0]
-        # Acceleration and rates are judged on the movement within the window: the distance
-        # from the window's first readings. Measured from a reference far off to one side,
-        # √(ΔE²+ΔN²) would grow only with the part of the movement along that side: a point
-        # 900 mm north of its reference that starts sliding east would show almost no
-        # horizontal velocity. The cumulative threshold is judged from the reference.
-        e0, n0 = _window_origin(e), _window_origin(n)
-        plane = None if (e0, n0) == (ref_e[0], ref_n[0]) else (e, n, ref_e[0], ref_n[0])
+        # Horizontal displacement is √(ΔE²+ΔN²) from the reference (DOMAIN.md), for the
+        # acceleration and rates as for the cumulative threshold: what the backtest scores.
+        e0, n0, u0 = ref_e[0], ref_n[0], ref_u[0]
         return [
             _Component(
                 "horizontal",
@@ -231,7 +207,6 @@ def _components(
                     **_reference_evidence((ref_e, ref_n), _stored(spec, "east_mm", "north_mm")),
                     "component": "sqrt(dE^2+dN^2)",
                 },
-                plane,
             ),
             _Component(
                 "vertical",
@@ -298,18 +273,9 @@ def _displacement_rules(
     if comp.rate_quantity and comp.rate_quantity in spec.thresholds:
         out.append(_rate_result(comp, acc, spec.thresholds[comp.rate_quantity]))
     if comp.cumulative_quantity and comp.cumulative_quantity in spec.thresholds:
-        if comp.plane is not None:
-            e, n, e0, n0 = comp.plane
-            both = np.flatnonzero(np.isfinite(e) & np.isfinite(n))
-            at = float(t_s[both[-1]]) if both.size else at_s
-            value = math.hypot(
-                _smoothed_at(t_s, e, at, params.current_window_s) - e0,
-                _smoothed_at(t_s, n, at, params.current_window_s) - n0,
-            )
-        else:
-            value = acc.value_now
-            if not math.isfinite(value):
-                value, _, _ = latest_robust(t_s, comp.disp_mm)
+        value = acc.value_now
+        if not math.isfinite(value):
+            value, _, _ = latest_robust(t_s, comp.disp_mm)
         if comp.cumulative_abs:
             value = abs(value)
         out.append(

@@ -251,41 +251,46 @@ def test_all_nan_displacement_does_not_raise() -> None:
         check_result(r)
 
 
-def test_a_far_reference_to_one_side_neither_hides_nor_fakes_the_movement() -> None:
-    """A point 900 mm south of its reference that now slides (mostly east): the kinematic
-    rules judge the movement itself, exactly as with a reference where it started; the
-    cumulative threshold is the distance from the reference."""
+def test_stored_references_are_what_displacement_is_measured_from_and_the_evidence_says_so() -> None:
+    """The worker's references (here first readings for east, a re-baseline for north)
+    replace the registry's baseline; the cumulative value is the distance from them and the
+    evidence names their source and date."""
     from analytics import ChannelReference
 
     window, _ = gnss_window()
-    th = {
-        "horizontal_mm_per_day": ThresholdSet(Direction.ABOVE, yellow=5.0, red=50.0),
-        "horizontal_mm": ThresholdSet(Direction.ABOVE, yellow=600.0, orange=800.0, red=1000.0),
-    }
+    th = {"horizontal_mm": ThresholdSet(Direction.ABOVE, yellow=600.0, orange=800.0, red=1000.0)}
     channels = ("east_mm", "north_mm", "up_mm")
+    registry = {"east_mm": 100.0, "north_mm": -50.0, "up_mm": 20.0}
 
-    def judged(north_ref: float) -> dict[str, RuleResult]:
-        refs = {
-            "east_mm": ChannelReference(100.0, "first_reading", T0),
-            "north_mm": ChannelReference(north_ref, "rebaseline", T0 + DAY),
-            "up_mm": ChannelReference(20.0, "registry"),
-        }
-        return by_rule(evaluate_sensor(spec(SensorKind.GNSS, channels, references=refs, thresholds=th), window))
+    def judged(**refs: ChannelReference) -> dict[str, RuleResult]:
+        sp = spec(SensorKind.GNSS, channels, baseline=registry, references=refs, thresholds=th)
+        return by_rule(evaluate_sensor(sp, window))
 
-    near, far = judged(-50.0), judged(850.0)
-    for rule in ("displacement.acceleration.horizontal", "threshold.horizontal_mm_per_day"):
-        assert far[rule].level is near[rule].level, rule
-        assert far[rule].explanation_en == near[rule].explanation_en
-    assert near["displacement.acceleration.horizontal"].level is Level.RED
-    moved = near["threshold.horizontal_mm"].evidence["value"]
-    assert isinstance(moved, float)
-    e = window.values["east_mm"][-24:]
-    n = window.values["north_mm"][-24:]
-    # the smoothed position now, 900 mm further from the far reference (north) than from the near one
-    expect = float(np.hypot(np.mean(e) - 100.0, np.mean(n) - 850.0))
-    assert far["threshold.horizontal_mm"].evidence["value"] == pytest.approx(expect, abs=15.0)
-    assert far["threshold.horizontal_mm"].level is Level.ORANGE
-    ev = far["displacement.acceleration.horizontal"].evidence
+    plain = judged()
+    same = judged(
+        east_mm=ChannelReference(100.0, "first_reading", T0),
+        north_mm=ChannelReference(-50.0, "rebaseline", T0 + DAY),
+    )
+    far = judged(
+        east_mm=ChannelReference(100.0, "first_reading", T0),
+        north_mm=ChannelReference(-950.0, "rebaseline", T0 + DAY),
+    )
+    # the same numbers as the registry's baseline give the same judgement
+    for rule, r in plain.items():
+        assert same[rule].level is r.level, rule
+        assert same[rule].explanation_en == r.explanation_en
+    assert plain["threshold.horizontal_mm"].evidence["baseline_source"] == "registry"
+    assert "reference_mm" not in plain["threshold.horizontal_mm"].evidence
+    ev = same["threshold.horizontal_mm"].evidence
     assert ev["reference_source"] == "first_reading/rebaseline"
-    assert ev["reference_mm"] == [100.0, 850.0]
+    assert ev["reference_mm"] == [100.0, -50.0]
     assert ev["reference_since"] == datetime.fromtimestamp(T0 + DAY, tz=UTC).isoformat().replace("+00:00", "Z")
+    # 900 mm further south, the reference puts the point ~900 mm further out
+    near_mm, far_mm = (
+        same["threshold.horizontal_mm"].evidence["value"],
+        far["threshold.horizontal_mm"].evidence["value"],
+    )
+    assert isinstance(near_mm, float)
+    assert isinstance(far_mm, float)
+    assert far_mm > near_mm + 800.0
+    assert far["threshold.horizontal_mm"].level is Level.ORANGE  # 995 mm: orange from 800, red from 1000
