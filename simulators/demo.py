@@ -10,7 +10,6 @@ number of sensors per site and small details, never the codes used below.
 
 from __future__ import annotations
 
-import math
 import random
 from pathlib import Path
 from typing import Any, Final
@@ -136,19 +135,16 @@ def _dam_displacement() -> dict[str, dict[str, float]]:
     }
 
 
-def _surface_reference(mine: str, code: str, moved_h_mm: tuple[float, float], settled_mm: float) -> dict[str, float]:
-    """A surface point's reference (its position at installation, in the receiver's local
-    east/north/up frame, mm), such that the point sits ``moved_h_mm`` (a range) horizontally
-    and up to ``settled_mm`` lower than it when the simulated history begins near (0, 0, 0):
-    an old point that has crept for years. Seeded per point, apart from the registry's own
-    generator, so adding references changed no other part of the demo province."""
+def _surface_reference(mine: str, code: str) -> dict[str, float]:
+    """A surface point's reference: its position surveyed at installation, in the site's
+    local grid (mm, far from zero). The simulator reads the point near it, moved since
+    then along its direction of movement (simulators/fleet.py). Seeded per point, apart
+    from the registry's own generator, so no other part of the demo province changed."""
     rng = random.Random(f"reference/{mine}/{code}")
-    moved = rng.uniform(*moved_h_mm)
-    azimuth = math.radians(rng.uniform(0.0, 360.0))
     return {
-        "east_mm": round(-moved * math.sin(azimuth), 1),
-        "north_mm": round(-moved * math.cos(azimuth), 1),
-        "up_mm": round(rng.uniform(0.0, settled_mm), 1),
+        "east_mm": round(rng.uniform(-400_000.0, 400_000.0), 1),
+        "north_mm": round(rng.uniform(-400_000.0, 400_000.0), 1),
+        "up_mm": round(rng.uniform(-60_000.0, 60_000.0), 1),
     }
 
 
@@ -179,18 +175,13 @@ def _open_pit_sites(rng: random.Random, code: str, name_zh: str, kind: MineKind,
         # the first site carries GNSS-01..GNSS-04 at least: DEMO_FAILING_SENSOR lives there
         for _ in range(4 if s == 0 else rng.randint(2, 3)):
             gnss_no += 1
-            # Surveyed at installation years ago: up to a tenth of the red cumulative value
-            # (6e-3 × height) already moved, below blue (a quarter of it).
-            red_total = 6e-3 * site_height * 1000.0
             sensors.append(
                 _sensor(
                     f"GNSS-{gnss_no:02d}",
                     SensorKind.GNSS,
                     f"{site_name.split()[0]}GNSS监测点{gnss_no} GNSS point {gnss_no}",
                     600.0,
-                    baseline=_surface_reference(
-                        code, f"GNSS-{gnss_no:02d}", (0.02 * red_total, 0.1 * red_total), 0.05 * red_total
-                    ),
+                    baseline=_surface_reference(code, f"GNSS-{gnss_no:02d}"),
                     thresholds=_slope_displacement(site_height, working=s == 1),
                 )
             )
@@ -266,8 +257,7 @@ def _tailings_sites(rng: random.Random, code: str, name_zh: str, height: float, 
                 SensorKind.GNSS,
                 f"坝体表面位移监测点{i} dam GNSS point {i}",
                 1800.0,
-                # a well-behaved dam: a few mm since its points were installed (blue is 30)
-                baseline=_surface_reference(code, f"GNSS-{i:02d}", (1.0, 6.0), 8.0),
+                baseline=_surface_reference(code, f"GNSS-{i:02d}"),
                 thresholds=_dam_displacement(),
             )
         )

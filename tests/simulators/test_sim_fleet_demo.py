@@ -151,8 +151,9 @@ def test_demo_surface_points_have_realistic_references_and_only_the_failing_one_
     registry: RegistryDoc,
 ) -> None:
     """Every GNSS point of the demo has a surveyed reference, some a hundred mm and more
-    from where the simulated month begins; judged against it (as the worker does) at the end
-    of the demo's month, no cumulative threshold warns, and only the failing point is red."""
+    from where the simulated month begins (below blue); judged against it (as the worker
+    does) at the end of the demo's month, no cumulative threshold warns, and only the
+    failing point is red."""
     from analytics import evaluate_sensor
     from analytics.types import SensorSpec, SensorWindow
     from core.model import Level
@@ -173,8 +174,18 @@ def test_demo_surface_points_have_realistic_references_and_only_the_failing_one_
         if sensor.kind is not SensorKind.GNSS:
             continue
         assert set(sensor.baseline) == {"east_mm", "north_mm", "up_mm"}
-        ref_h = float(np.hypot(sensor.baseline["east_mm"], sensor.baseline["north_mm"]))
-        far += ref_h >= 100.0
+        # surveyed coordinates far from zero; the point has moved since, along its movement
+        assert max(abs(v) for v in sensor.baseline.values()) > 1000.0
+        moved = float(
+            np.hypot(
+                np.median(stream.values["east_mm"][:6]) - sensor.baseline["east_mm"],
+                np.median(stream.values["north_mm"][:6]) - sensor.baseline["north_mm"],
+            )
+        )
+        blue = threshold_sets(sensor)["horizontal_mm"].blue
+        assert blue is not None
+        assert 0.0 < moved < blue
+        far += moved >= 100.0
         spec = SensorSpec(
             0,
             sensor.code,
