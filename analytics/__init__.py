@@ -10,11 +10,12 @@ levels (GB 39496).
 from analytics.alarm import Action, Decision, decide
 from analytics.evaluate import evaluate_many, evaluate_sensor
 from analytics.rollup import GB39496, GroupLevel, RollupCounts, SiteRollup, roll_up
-from analytics.types import RuleResult, SensorSpec, SensorWindow
+from analytics.types import ChannelReference, RuleResult, SensorSpec, SensorWindow
 
 __all__ = [
     "GB39496",
     "Action",
+    "ChannelReference",
     "Decision",
     "GroupLevel",
     "RollupCounts",

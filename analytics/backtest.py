@@ -26,6 +26,7 @@ the target cannot be met by any detector on those data.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import sys
@@ -554,6 +555,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="known failure time of a sensor in a --csv file (ISO 8601 with offset, or epoch ms); "
         "its lead times and forecast error are scored. Sensors without one count false alarms",
     )
+    parser.add_argument(
+        "--invalid",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="operator corrections for the --csv files: a CSV with header mine,sensor,start,end[,channel]; "
+        "readings in [start, end] (of the channel, or all channels when it is empty) are left out, as the "
+        "worker leaves out readings marked invalid",
+    )
 
 
 #: Displacement channels that make a recorded sensor scorable, and the kind they imply.
@@ -598,8 +609,59 @@ def _parse_failures(items: Sequence[str]) -> dict[tuple[str, str], float]:
     return out
 
 
+#: (channel or None for every channel, from, to) epoch s, inclusive, per (mine, sensor).
+InvalidRanges = Mapping[tuple[str, str], Sequence[tuple[str | None, float, float]]]
+
+
+def read_invalid_csv(path: Path) -> dict[tuple[str, str], list[tuple[str | None, float, float]]]:
+    """The ranges of a ``--invalid`` file (header ``mine,sensor,start,end[,channel]``; times
+    ISO 8601 with offset or epoch ms; ``#`` comments). Raises BacktestInputError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BacktestInputError(f"{path}: cannot read: {exc}") from exc
+    rows = [
+        (n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not rows:
+        raise BacktestInputError(f"{path}: no header")
+    header = [h.strip().lower() for h in next(csv.reader([rows[0][1]]))]
+    if header[:4] != ["mine", "sensor", "start", "end"] or header[4:] not in ([], ["channel"]):
+        raise BacktestInputError(f"{path}: line {rows[0][0]}: the header must be mine,sensor,start,end[,channel]")
+    out: dict[tuple[str, str], list[tuple[str | None, float, float]]] = {}
+    for n, line in rows[1:]:
+        cells = [c.strip() for c in next(csv.reader([line]))]
+        if len(cells) != len(header) or not all(cells[:4]):
+            raise BacktestInputError(f"{path}: line {n}: expected {len(header)} values: {','.join(header)}")
+        try:
+            lo, hi = (parse_time_us(int(c) if c.isdigit() else c) / 1e6 for c in cells[2:4])
+        except ValueError as exc:
+            raise BacktestInputError(f"{path}: line {n}: {exc}") from exc
+        if lo > hi:
+            raise BacktestInputError(f"{path}: line {n}: start is after end")
+        channel = cells[4] if len(cells) > 4 and cells[4] else None
+        out.setdefault((cells[0], cells[1]), []).append((channel, lo, hi))
+    return out
+
+
+def _without_invalid(
+    t_s: FloatArray, values: dict[str, FloatArray], ranges: Sequence[tuple[str | None, float, float]]
+) -> dict[str, FloatArray]:
+    """``values`` with the readings in ``ranges`` set to NaN (copies)."""
+    out = {ch: v.copy() for ch, v in values.items()}
+    for channel, lo, hi in ranges:
+        hit = (t_s >= lo) & (t_s <= hi)
+        for ch in [channel] if channel is not None else list(out):
+            if ch in out:
+                out[ch][hit] = np.nan
+    return out
+
+
 def score_recorded(
-    paths: Sequence[Path], failures: Mapping[tuple[str, str], float], step_s: float
+    paths: Sequence[Path],
+    failures: Mapping[tuple[str, str], float],
+    step_s: float,
+    invalid: InvalidRanges | None = None,
 ) -> list[RecordedScore]:
     """Score every displacement sensor of the replay CSV files ``paths``.
 
@@ -626,6 +688,9 @@ def score_recorded(
                 continue
             chans, kind = match
             values = {ch: np.asarray(v, dtype=np.float64) for ch, v in st.values.items() if ch in chans}
+            ranges = (invalid or {}).get((st.mine, st.sensor))
+            if ranges:
+                values = _without_invalid(np.asarray(st.t_s, dtype=np.float64), values, ranges)
             keep = np.any(np.stack([np.isfinite(v) for v in values.values()]), axis=0)
             t_s = np.asarray(st.t_s, dtype=np.float64)[keep]
             values = {ch: v[keep] for ch, v in values.items()}
@@ -640,6 +705,9 @@ def score_recorded(
     unknown = sorted(f"{m}/{s}" for m, s in failures if (m, s) not in seen)
     if unknown:
         raise BacktestInputError(f"--failure names sensor(s) in none of the files: {', '.join(unknown)}")
+    stray = sorted(f"{m}/{s}" for m, s in (invalid or {}) if (m, s) not in seen)
+    if stray:
+        raise BacktestInputError(f"--invalid names sensor(s) in none of the files: {', '.join(stray)}")
     return out
 
 
@@ -674,12 +742,16 @@ def run(args: argparse.Namespace) -> int:
     csvs: list[Path] = list(args.csv)
     recorded: list[RecordedScore] = []
     started = time.perf_counter()
-    if csvs or args.failure:
+    if csvs or args.failure or args.invalid:
         if not csvs:
-            print("--failure needs --csv FILE", file=sys.stderr)
+            print(f"{'--failure' if args.failure else '--invalid'} needs --csv FILE", file=sys.stderr)
             return 2
         try:
-            recorded = score_recorded(csvs, _parse_failures(args.failure), step_s)
+            invalid: dict[tuple[str, str], list[tuple[str | None, float, float]]] = {}
+            for path in args.invalid:
+                for key, ranges in read_invalid_csv(path).items():
+                    invalid.setdefault(key, []).extend(ranges)
+            recorded = score_recorded(csvs, _parse_failures(args.failure), step_s, invalid)
         except BacktestInputError as exc:
             print(f"backtest: {exc}", file=sys.stderr)
             return 2

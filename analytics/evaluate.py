@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -55,7 +56,8 @@ def evaluate_sensor(
     return evaluate_many([(spec, window)], params=params)[0]
 
 
-_DISPLACEMENT_KINDS = (SensorKind.GNSS, SensorKind.TOTAL_STATION, SensorKind.CRACK, SensorKind.INCLINOMETER)
+#: Kinds whose channels are judged against a reference position.
+DISPLACEMENT_KINDS = (SensorKind.GNSS, SensorKind.TOTAL_STATION, SensorKind.CRACK, SensorKind.INCLINOMETER)
 
 
 def evaluate_many(
@@ -80,7 +82,7 @@ def evaluate_many(
     checks: dict[int, list[RuleResult]] = {}
     for (interval_s, _), members in groups.items():
         t_s = prepared[members[0]][0]
-        movers = [i for i in members if t_s.size and sensors[i][0].kind in _DISPLACEMENT_KINDS]
+        movers = [i for i in members if t_s.size and sensors[i][0].kind in DISPLACEMENT_KINDS]
         if movers:
             # the components are written straight into the rows of the stack
             disp = np.empty((sum(_n_components(sensors[i][0].kind) for i in movers), t_s.size))
@@ -116,7 +118,7 @@ def evaluate_many(
         if i in comps:
             for comp, acc in zip(comps[i], accs[i], strict=True):
                 results.extend(_displacement_rules(spec, t_s, comp, acc, params))
-        elif t_s.size and spec.kind not in _DISPLACEMENT_KINDS:
+        elif t_s.size and spec.kind not in DISPLACEMENT_KINDS:
             results.extend(_scalar_rules(spec, t_s, values))
         results.extend(checks[i])
         out.append(tuple(results))
@@ -133,16 +135,42 @@ def _judged_until(windows: Sequence[SensorWindow]) -> float | None:
 # --------------------------------------------------------------------------- displacement
 
 
-def _baseline(spec: SensorSpec, t_s: FloatArray, x: FloatArray, channel: str) -> tuple[float, str]:
+def _baseline(spec: SensorSpec, x: FloatArray, channel: str) -> tuple[float, str, float | None]:
+    """(reference value, its source, since when in epoch s) of a displacement channel: the
+    stored reference, else the registry's baseline; only a caller that gives neither (a
+    pure test) gets the median of the window's first readings, and the source says so."""
+    ref = spec.references.get(channel)
+    if ref is not None:
+        return float(ref.value), ref.source, ref.since_s
     if channel in spec.baseline:
-        return float(spec.baseline[channel]), "registry"
+        return float(spec.baseline[channel]), "registry", None
     first = x[:6]
     if first.size == 0 or not np.isfinite(first).all():
         first = x[np.flatnonzero(np.isfinite(x))[:6]]
         if first.size == 0:
-            return math.nan, "none"
-    # Without a registered baseline, the start of the window is the reference: say so.
-    return _median(first.tolist()), "window start"
+            return math.nan, "none", None
+    return _median(first.tolist()), "window start", None
+
+
+def _reference_evidence(refs: Sequence[tuple[float, str, float | None]], stored: bool) -> EvidenceDict:
+    """Where the component's reference comes from; with stored references (the worker's),
+    also ``reference_mm`` (per channel of the component) and since when."""
+    sources = list(dict.fromkeys(src for _, src, _ in refs))
+    out: EvidenceDict = {"baseline_source": "/".join(sources)}
+    if stored:
+        since = [s for _, _, s in refs if s is not None]
+        out["reference_source"] = out["baseline_source"]
+        out["reference_mm"] = [round(v, 4) for v, _, _ in refs] if all(math.isfinite(v) for v, _, _ in refs) else None
+        out["reference_since"] = _iso(max(since)) if since else None
+    return out
+
+
+def _stored(spec: SensorSpec, *channels: str) -> bool:
+    return all(ch in spec.references for ch in channels)
+
+
+def _iso(t_s: float) -> str:
+    return datetime.fromtimestamp(t_s, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def _median(values: list[float]) -> float:
@@ -168,10 +196,12 @@ def _components(
         e = values.get("east_mm", nan_series)
         n = values.get("north_mm", nan_series)
         u = values.get("up_mm", nan_series)
-        e0, src_e = _baseline(spec, t_s, e, "east_mm")
-        n0, src_n = _baseline(spec, t_s, n, "north_mm")
-        u0, src_u = _baseline(spec, t_s, u, "up_mm")
-        src_h = src_e if src_e == src_n else f"{src_e}/{src_n}"
+        ref_e = _baseline(spec, e, "east_mm")
+        ref_n = _baseline(spec, n, "north_mm")
+        ref_u = _baseline(spec, u, "up_mm")
+        # Horizontal displacement is √(ΔE²+ΔN²) from the reference (DOMAIN.md), for the
+        # acceleration and rates as for the cumulative threshold: what the backtest scores.
+        e0, n0, u0 = ref_e[0], ref_n[0], ref_u[0]
         return [
             _Component(
                 "horizontal",
@@ -181,7 +211,10 @@ def _components(
                 "horizontal_mm_per_day",
                 "horizontal_mm",
                 False,
-                {"baseline_source": src_h, "component": "sqrt(dE^2+dN^2)"},
+                {
+                    **_reference_evidence((ref_e, ref_n), _stored(spec, "east_mm", "north_mm")),
+                    "component": "sqrt(dE^2+dN^2)",
+                },
             ),
             _Component(
                 "vertical",
@@ -191,12 +224,20 @@ def _components(
                 "vertical_mm_per_day",
                 "vertical_mm",
                 True,
-                {"baseline_source": src_u, "component": "dU"},
+                {**_reference_evidence((ref_u,), _stored(spec, "up_mm")), "component": "dU"},
             ),
         ]
     if spec.kind is SensorKind.CRACK:
+        # The crack meter reads the width itself, and width_mm thresholds are widths: judged
+        # as read. The reference is shown, with the opening since it.
         out[0] = values.get("width_mm", nan_series)
-        return [_Component("width", "crack width", "裂缝宽度", out[0], "width_mm_per_day", "width_mm", False, {})]
+        ref_w = _baseline(spec, out[0], "width_mm")
+        idx = np.flatnonzero(np.isfinite(out[0]))
+        opening = float(out[0][idx[-1]]) - ref_w[0] if idx.size else math.nan
+        extra: EvidenceDict = {}
+        if _stored(spec, "width_mm"):
+            extra = {**_reference_evidence((ref_w,), True), "opening_since_reference_mm": _f(round(opening, 4))}
+        return [_Component("width", "crack width", "裂缝宽度", out[0], "width_mm_per_day", "width_mm", False, extra)]
     # inclinometer: the depth channel that moved most over the window
     best: tuple[float, str] | None = None
     for ch in spec.channels or tuple(values):
@@ -206,7 +247,7 @@ def _components(
         idx = np.flatnonzero(np.isfinite(x))
         if idx.size < 2:
             continue
-        ref = float(spec.baseline.get(ch, np.median(x[idx[:6]])))
+        ref = _baseline(spec, x, ch)[0]
         moved = abs(float(np.median(x[idx[-6:]])) - ref)
         if best is None or moved > best[0]:
             best = (moved, ch)
@@ -216,17 +257,18 @@ def _components(
     else:
         ch = best[1]
         x = values[ch]
-    base = float(spec.baseline.get(ch, 0.0))
+    # Inclinometers read displacement from their installation: without a reference, zero.
+    ref_i = _baseline(spec, x, ch) if ch in spec.references or ch in spec.baseline else (0.0, "none", None)
     return [
         _Component(
             "internal",
             f"internal displacement at {ch}",
             f"深部位移({ch})",
-            np.subtract(x, base, out=out[0]),
+            np.subtract(x, ref_i[0], out=out[0]),
             "rate_mm_per_day",
             "cumulative_mm",
             True,
-            {"channel": ch, "baseline_source": "registry" if ch in spec.baseline else "none"},
+            {"channel": ch, **_reference_evidence((ref_i,), _stored(spec, ch))},
         )
     ]
 

@@ -25,6 +25,20 @@ Evidence = Mapping[str, "float | int | str | bool | list[float] | list[str] | No
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelReference:
+    """The reference position of one displacement-like channel: what its cumulative
+    displacement is measured from (docs/detection.md, "The reference position").
+
+    value: in the channel's unit (mm); source: ``registry``, ``first_reading`` or
+    ``rebaseline``; since_s: measurement time (epoch s) from which it holds, when known.
+    """
+
+    value: float
+    source: str
+    since_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SensorSpec:
     """What the detectors need to know of a sensor, from the registry."""
 
@@ -34,6 +48,9 @@ class SensorSpec:
     channels: tuple[str, ...]
     interval_s: float
     baseline: Mapping[str, float] = field(default_factory=dict)
+    #: The stored reference per displacement channel (the worker's); where a channel has
+    #: none, the registry ``baseline``, and only then the window start (pure callers).
+    references: Mapping[str, ChannelReference] = field(default_factory=dict)
     thresholds: Mapping[str, ThresholdSet] = field(default_factory=dict)
     #: Site facts some rules need: slope or dam height, dam crest elevation.
     site_height_m: float | None = None

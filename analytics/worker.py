@@ -17,8 +17,10 @@ import socket
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -28,21 +30,23 @@ from analytics import evaluate_many, evaluate_sensor
 from analytics.alarm import decide
 from analytics.clock import RULE as CLOCK_RULE
 from analytics.clock import clock_ahead
+from analytics.evaluate import DISPLACEMENT_KINDS
 from analytics.facilities import facility_results, rollup_rule
 from analytics.ingest_group import RULE as GROUP_RULE
 from analytics.ingest_group import group_membership
 from analytics.seq_gaps import RULE as SEQ_RULE
 from analytics.seq_gaps import seq_gaps
-from analytics.types import RuleResult, SensorSpec, SensorWindow
+from analytics.types import ChannelReference, RuleResult, SensorSpec, SensorWindow
 from core.model import Level
 from core.settings import Settings
 from core.wire import readings_topic
 from db import alerts as store
-from db import ingest_workers
+from db import ingest_workers, references
 from db import watchdog as watchdog_store
 from db.facilities import try_lock as rollup_lock
 from db.pool import Conn
 from db.readings import DirtySensor, clear_dirty, dirty_sensors, fetch_windows
+from db.references import Reference
 from db.registry import SensorRow, fetch_sensors
 from db.seq_gaps import refused_by_topic
 from db.seq_gaps import seq_gaps as stored_seq_gaps
@@ -73,12 +77,25 @@ class AnalysisMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class Cause:
+    """Corrections or re-baselines behind an evaluation (``sensor_dirty.causes``), and the
+    rules whose level the corrected readings changed."""
+
+    causes: tuple[dict[str, Any], ...]
+    rules: frozenset[str]
+
+    @property
+    def note(self) -> str:
+        return "; ".join(str(c.get("note", c)) for c in self.causes)
+
+
+@dataclass(frozen=True, slots=True)
 class CycleReport:
     sensors: int
     changes: int
 
 
-def spec_of(row: SensorRow) -> SensorSpec:
+def spec_of(row: SensorRow, refs: Mapping[str, Reference] | None = None) -> SensorSpec:
     return SensorSpec(
         sensor_id=row.id,
         code=row.code,
@@ -86,6 +103,7 @@ def spec_of(row: SensorRow) -> SensorSpec:
         channels=row.channels,
         interval_s=row.interval_s,
         baseline=row.baseline,
+        references={ch: ChannelReference(r.value, r.source, r.since.timestamp()) for ch, r in (refs or {}).items()},
         thresholds=row.thresholds,
         site_height_m=row.site_height_m,
         crest_elevation_m=row.crest_elevation_m,
@@ -208,34 +226,74 @@ class AnalysisWorker:
         if not known:
             return 0
         since = min(d.max_ts for d in known) - window
+        corrected = [d.sensor_id for d in known if d.causes]
         async with self._pool.acquire() as conn:
+            # Readings marked invalid are left out; sensors just corrected are read with them
+            # too, to tell which rules the correction changed.
             rows = await fetch_windows(conn, [d.sensor_id for d in known], since)
+            rows_all = await fetch_windows(conn, corrected, since, with_invalid=True) if corrected else []
+            refs = await references.ensure(
+                conn,
+                [
+                    references.Wanted(
+                        d.sensor_id,
+                        self._sensors[d.sensor_id].channels,
+                        self._sensors[d.sensor_id].baseline,
+                        d.min_ts,
+                        bool(d.causes),
+                    )
+                    for d in known
+                    if self._sensors[d.sensor_id].kind in DISPLACEMENT_KINDS
+                ],
+            )
         by_sensor: dict[int, list[asyncpg.Record]] = defaultdict(list)
         for r in rows:
             by_sensor[r["sensor_id"]].append(r)
+        all_by_sensor: dict[int, list[asyncpg.Record]] = defaultdict(list)
+        for r in rows_all:
+            all_by_sensor[r["sensor_id"]].append(r)
         batch: list[tuple[DirtySensor, SensorRow]] = []
         inputs: list[tuple[SensorSpec, SensorWindow]] = []
+        uncorrected: list[tuple[SensorSpec, SensorWindow]] = []
         for d in known:
             row = self._sensors[d.sensor_id]
-            records = [r for r in by_sensor.get(d.sensor_id, []) if r["t_s"] >= (d.max_ts - window).timestamp()]
+            sensor_refs = refs.get(d.sensor_id, {})
+            # The window, but nothing from before a re-baseline: that is the earlier installation.
+            start_s = max(
+                [(d.max_ts - window).timestamp()]
+                + [r.since.timestamp() for r in sensor_refs.values() if r.source == "rebaseline"]
+            )
+            records = [r for r in by_sensor.get(d.sensor_id, []) if r["t_s"] >= start_s]
             if not records:
                 continue
             # Data has just arrived: the sensor is not silent, whatever its measurement times
             # (a backlog after an outage is old but fresh). The clock is its newest reading.
             batch.append((d, row))
+            spec = spec_of(row, sensor_refs)
             window_now = build_window(records, row.channels, records[-1]["t_s"])
             # The detector re-judges the hours a previous evaluation has not seen (a judgement
-            # from scratch equals the one held hour by hour); late data re-judges them all.
-            judged = None if d.late else self._judged_until.get(d.sensor_id)
-            inputs.append((spec_of(row), dataclasses.replace(window_now, judged_until_s=judged)))
+            # from scratch equals the one held hour by hour); late data and corrections
+            # re-judge them all.
+            judged = None if d.late or d.causes else self._judged_until.get(d.sensor_id)
+            inputs.append((spec, dataclasses.replace(window_now, judged_until_s=judged)))
+            if d.causes:
+                raw = [r for r in all_by_sensor.get(d.sensor_id, []) if r["t_s"] >= start_s]
+                uncorrected.append((spec, build_window(raw, row.channels, raw[-1]["t_s"])))
         # One call for the batch: sensors read on one schedule share the detectors' array stages.
         changes = 0
+        before = iter(evaluate_many(uncorrected))
         for (d, row), (_, window_now), results in zip(batch, inputs, evaluate_many(inputs), strict=True):
             self._metrics.evaluations.inc()
             self._judged_until[d.sensor_id] = float(window_now.t_s[-1])
+            cause: Cause | None = None
+            if d.causes:
+                # Rules whose level the corrected readings changed take the new level at once:
+                # the readings were wrong, there is nothing to wait out.
+                was = {r.rule: r.level for r in next(before)}
+                cause = Cause(d.causes, frozenset(r.rule for r in results if was.get(r.rule) != r.level))
             async with self._pool.acquire() as conn, conn.transaction():
                 # Late data (older than what was already stored) re-judges the past: mark it.
-                changes += await self._apply(conn, row, results, retroactive=d.late)
+                changes += await self._apply(conn, row, results, retroactive=d.late, cause=cause)
         return changes
 
     async def _sweep(self, now_s: float) -> int:
@@ -370,7 +428,15 @@ class AnalysisWorker:
             logger.info("service alert cleared rule=%s alive=%d", GROUP_RULE, len(seen.alive))
         return 0 if change is None else 1
 
-    async def _apply(self, conn: Conn, row: SensorRow, results: tuple[RuleResult, ...], *, retroactive: bool) -> int:
+    async def _apply(
+        self,
+        conn: Conn,
+        row: SensorRow,
+        results: tuple[RuleResult, ...],
+        *,
+        retroactive: bool,
+        cause: Cause | None = None,
+    ) -> int:
         subject = store.Subject(row.site_id, row.mine_id, row.region_code, sensor_id=row.id)
         return await apply_results(
             conn,
@@ -380,6 +446,7 @@ class AnalysisWorker:
             retroactive=retroactive,
             label=f"sensor={row.mine_code}/{row.code}",
             metrics=self._metrics,
+            cause=cause,
         )
 
 
@@ -393,12 +460,15 @@ async def apply_results(
     label: str,
     metrics: AnalysisMetrics | None = None,
     refresh_evidence: bool = True,
+    cause: Cause | None = None,
 ) -> int:
     """Turn rule results into alert changes for one sensor or named subject (the state
     machine of analytics.alarm); returns how many alerts changed. Call in a transaction.
 
     refresh_evidence: False keeps an unchanged alert's row as it is (for subjects
-    re-evaluated every cycle, so their alerts do not churn)."""
+    re-evaluated every cycle, so their alerts do not churn).
+    cause: an operator's correction or re-baseline that prompted this evaluation; the rules
+    whose level it changed move at once (no dwell), and their events name it."""
     open_now = await store.open_alerts_of(conn, subject)
     pending = await store.pending_states_of(conn, subject)
     changes = 0
@@ -408,13 +478,14 @@ async def apply_results(
         cur_since = current.updated_at.timestamp() if current is not None else None
         pend = pending.get(res.rule)
         pend_since = pend.since.timestamp() if pend is not None and pend.since is not None else None
+        at_once = cause is not None and res.rule in cause.rules
         decision = decide(
             cur_level,
             cur_since,
-            pend_since,
+            None if at_once else pend_since,
             res,
-            dwell_s=dwell_s,
-            pending_level=pend.level if pend is not None else None,
+            dwell_s=0.0 if at_once else dwell_s,
+            pending_level=pend.level if pend is not None and not at_once else None,
         )
         write = store.AlertWrite(
             sensor_id=subject.sensor_id,
@@ -431,6 +502,8 @@ async def apply_results(
             forecast_failure_at=store.ts(res.forecast_failure_s) if res.forecast_failure_s else None,
             retroactive=retroactive,
             subject=subject.subject,
+            note=cause.note if cause is not None else None,
+            details={"causes": list(cause.causes)} if cause is not None else None,
         )
         new_pending = store.Pending(
             decision.pending_level if decision.pending_since_s is not None else None,

@@ -19,7 +19,19 @@ from api.caps import Caps
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.limits import BodySizeLimit
 from api.origin import SameOriginWrites, parse_origins
-from api.routes import alerts, gaps, handling, integrity, ops, overview, pages, readings, registry, session
+from api.routes import (
+    alerts,
+    gaps,
+    handling,
+    integrity,
+    ops,
+    overview,
+    pages,
+    readings,
+    references,
+    registry,
+    session,
+)
 from api.routes.overview import SummaryCache
 from api.watchdog import Watchdog
 from core.settings import Settings
@@ -139,7 +151,7 @@ def create_app(
     )
     app.state.summary_cache = SummaryCache()
     app.state.watchdog = None
-    for module in (session, registry, readings, alerts, handling, overview, integrity, gaps):
+    for module in (session, registry, readings, alerts, handling, overview, integrity, references, gaps):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(ops.router, responses=ERROR_RESPONSES)
     app.include_router(pages.router)

@@ -138,6 +138,9 @@ class RawReading(BaseModel):
     value: float
     seq: int | None
     received_at: datetime
+    invalid: bool = Field(
+        default=False, description="marked invalid by an operator's correction (listed only with include_invalid)"
+    )
 
 
 class Bucket(BaseModel):
@@ -147,6 +150,7 @@ class Bucket(BaseModel):
     max: float
     avg: float
     n: int
+    n_invalid: int = Field(default=0, description="readings marked invalid among n (counted only with include_invalid)")
 
 
 class Readings(BaseModel):

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     integrity.add_verify_arguments(add("verify", "prove stored readings against their hash chains (exit 1 if not)"))
     integrity.add_seal_arguments(add("seal", "seal pending readings into the hash chains (once, or --follow)"))
     integrity.add_keygen_arguments(add("keygen", "make the Ed25519 key pair with which the sealer signs chain heads"))
+    from cli import reference
+
+    reference.add_arguments(add("reference", "the reference position of a displacement sensor; re-baseline it"))
     from cli import notify
 
     notify.add_arguments(add("notify", "notification targets (webhook, e-mail, SMS), delivery log, test receiver"))
@@ -187,6 +190,12 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 await prepare_database(dsn, settings)
                 return await integrity.run_seal(args, settings, dsn)
             return await integrity.run_verify(args, settings, dsn)
+    if command == "reference":
+        from cli import reference
+
+        with runtime.database(settings) as dsn:
+            await prepare_database(dsn, settings)
+            return await reference.run(args, settings, dsn)
     if command == "ingest":
         return await _ingest(settings)
     if command == "analyze":

@@ -66,6 +66,10 @@ class AlertWrite:
     forecast_failure_at: datetime | None
     retroactive: bool
     subject: str | None = None
+    #: why this evaluation happened when it is not new data (an operator's correction or
+    #: re-baseline), recorded on the events it causes
+    note: str | None = None
+    details: Mapping[str, object] | None = None
 
 
 def ts(epoch_s: float) -> datetime:
@@ -221,8 +225,8 @@ async def add_event(
     conn: Conn, alert_id: int, kind: str, level: Level, from_level: Level | None, w: AlertWrite
 ) -> None:
     await conn.execute(
-        """INSERT INTO alert_event (alert_id, kind, level, from_level, at, retroactive, evidence)
-           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)""",
+        """INSERT INTO alert_event (alert_id, kind, level, from_level, at, retroactive, evidence, note, details)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb)""",
         alert_id,
         kind,
         int(level),
@@ -230,4 +234,6 @@ async def add_event(
         w.at,
         w.retroactive,
         json.dumps(w.evidence),
+        w.note,
+        json.dumps(w.details) if w.details is not None else None,
     )

@@ -856,15 +856,18 @@ async def corrections(conn: Conn, sensor_id: int, *, since: datetime | None = No
 
 async def invalid_ranges(conn: Conn, sensor_id: int) -> list[tuple[str | None, datetime, datetime]]:
     """(channel or None for all, from, to) ranges currently marked invalid: invalidations not
-    followed by a restore of the same channel and range."""
-    effective: dict[tuple[str | None, datetime, datetime], bool] = {}
-    for c in await corrections(conn, sensor_id):
-        effective[(c.channel, c.ts_from, c.ts_to)] = c.action == "invalidate"
-    return [k for k, invalid in effective.items() if invalid]
+    followed by a restore of the same channel and range (the ``invalid_range`` view, which
+    the detectors' windows and the readings API read too)."""
+    rows = await conn.fetch(
+        "SELECT channel, ts_from, ts_to FROM invalid_range WHERE sensor_id = $1 ORDER BY seq", sensor_id
+    )
+    return [(r["channel"], r["ts_from"], r["ts_to"]) for r in rows]
 
 
 async def _check_corrections(conn: Conn, sensor_id: int, entries: Sequence[ChainEntry]) -> list[Finding]:
-    found = {c.seq: c for c in await corrections(conn, sensor_id)}
+    """Every correction entry commits to its event: a correction of readings, or a re-baseline."""
+    found: dict[int, Correction | ReferenceEvent] = {c.seq: c for c in await corrections(conn, sensor_id)}
+    found.update((r.seq, r) for r in await reference_events(conn, sensor_id))
     out: list[Finding] = []
     for e in entries:
         if e.kind != "correction":
@@ -875,6 +878,88 @@ async def _check_corrections(conn: Conn, sensor_id: int, entries: Sequence[Chain
         elif c.digest() != e.digest:
             out.append(Finding("correction_altered", f"correction of entry {e.seq} was changed", e.seq))
     return out
+
+
+# --- re-baselines --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceEvent:
+    """A re-baseline (reinstalled prism, new antenna): new reference values of some channels
+    from ``since`` (measurement time) on, chained as a correction entry of its own digest."""
+
+    sensor_id: int
+    seq: int
+    #: (channel, value) sorted by channel
+    values: tuple[tuple[str, float], ...]
+    since: datetime
+    reason: str
+    actor: str
+    recorded_at: datetime
+
+    def digest(self) -> bytes:
+        body = b"".join(
+            struct.pack(">i", len(ch.encode())) + ch.encode() + struct.pack(">d", v) for ch, v in self.values
+        )
+        words = b"".join(struct.pack(">i", len(p.encode())) + p.encode() for p in (self.reason, self.actor))
+        times = struct.pack(">qq", to_us(self.since), to_us(self.recorded_at))
+        return hashlib.sha256(
+            _FORMAT + b"/reference" + struct.pack(">i", len(self.values)) + body + words + times
+        ).digest()
+
+
+async def record_reference_event(
+    conn: Conn, sensor_id: int, *, values: dict[str, float], since: datetime, reason: str, actor: str
+) -> ReferenceEvent:
+    """Append a re-baseline to the sensor's chain and its rows (one per channel) to
+    ``sensor_reference``, in one transaction."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _CHAIN_LOCK, sensor_id)
+        now: datetime = await conn.fetchval("SELECT now()")
+        prev = await head(conn, sensor_id)
+        seq = prev.seq + 1 if prev is not None else 1
+        ev = ReferenceEvent(sensor_id, seq, tuple(sorted(values.items())), since, reason, actor, now)
+        await append_entries(
+            conn, [make_entry(prev, sensor_id, "correction", n_rows=0, digest=ev.digest(), sealed_at=now)]
+        )
+        await conn.execute(
+            """INSERT INTO sensor_reference (sensor_id, channel, value, source, since, actor, reason, seq, recorded_at)
+               SELECT $1, u.c, u.v, 'rebaseline', $4, $5, $6, $7, $8 FROM unnest($2::text[], $3::float8[]) AS u(c, v)""",
+            sensor_id,
+            [ch for ch, _ in ev.values],
+            [v for _, v in ev.values],
+            since,
+            actor,
+            reason,
+            seq,
+            now,
+        )
+    return ev
+
+
+async def reference_events(conn: Conn, sensor_id: int) -> list[ReferenceEvent]:
+    """The re-baselines of a sensor, oldest first, as recorded now (for verification)."""
+    rows = await conn.fetch(
+        """SELECT seq, array_agg(channel ORDER BY channel COLLATE "C") AS channels,
+                  array_agg(value ORDER BY channel COLLATE "C") AS values,
+                  min(since) AS since, min(reason) AS reason, min(actor) AS actor, min(recorded_at) AS recorded_at,
+                  count(DISTINCT (since, reason, actor, recorded_at)) AS variants
+           FROM sensor_reference WHERE sensor_id = $1 AND source = 'rebaseline' GROUP BY seq ORDER BY seq""",
+        sensor_id,
+    )
+    # Rows of one event that disagree on the shared fields cannot hash to the recorded digest.
+    return [
+        ReferenceEvent(
+            sensor_id,
+            r["seq"],
+            tuple(zip(r["channels"], r["values"], strict=True)),
+            r["since"],
+            r["reason"] if r["variants"] == 1 else "",
+            r["actor"],
+            r["recorded_at"],
+        )
+        for r in rows
+    ]
 
 
 # --- heads -------------------------------------------------------------------------------

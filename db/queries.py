@@ -10,6 +10,7 @@ import asyncpg
 
 from core.wire import TOPIC_ROOT, WIRE_VERSION
 from db.pool import Conn
+from db.readings import INVALID, invalid_cte
 
 REGIONS = """
 SELECT r.code, r.name, r.level, r.parent_code,
@@ -123,12 +124,16 @@ async def readings_raw(
     channels: list[str] | None,
     after: tuple[datetime, str] | None,
     limit: int,
+    include_invalid: bool = False,
 ) -> list[asyncpg.Record]:
+    """Readings in (ts, channel) order; those marked invalid only with ``include_invalid``
+    (flagged ``invalid``)."""
     return await conn.fetch(
-        """SELECT ts, channel, value, seq, received_at FROM reading
-           WHERE sensor_id = $1 AND ts >= $2 AND ts < $3 AND ($4::text[] IS NULL OR channel = ANY($4))
-             AND ($5::timestamptz IS NULL OR (ts, channel) > ($5, $6))
-           ORDER BY ts, channel LIMIT $7""",
+        f"""WITH {invalid_cte("ARRAY[$1::int4]")}
+           SELECT r.ts, r.channel, r.value, r.seq, r.received_at, {INVALID} AS invalid FROM reading r
+           WHERE r.sensor_id = $1 AND r.ts >= $2 AND r.ts < $3 AND ($4::text[] IS NULL OR r.channel = ANY($4))
+             AND ($5::timestamptz IS NULL OR (r.ts, r.channel) > ($5, $6)) AND ($8 OR NOT {INVALID})
+           ORDER BY r.ts, r.channel LIMIT $7""",
         sensor_id,
         start,
         end,
@@ -136,7 +141,19 @@ async def readings_raw(
         after[0] if after else None,
         after[1] if after else None,
         limit,
+        include_invalid,
     )
+
+
+async def has_invalid(conn: Conn, sensor_id: int, start: datetime, end: datetime) -> bool:
+    """Whether readings of [start, end) may lie in a range marked invalid."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM invalid_range WHERE sensor_id = $1 AND ts_from < $3 AND ts_to >= $2)",
+        sensor_id,
+        start,
+        end,
+    )
+    return found
 
 
 async def readings_bucketed(
@@ -148,13 +165,16 @@ async def readings_bucketed(
     channels: list[str] | None,
     bucket_s: int,
     limit: int,
+    include_invalid: bool = False,
 ) -> list[asyncpg.Record]:
-    """min/max/avg/count per bucket; hourly and daily come from the rollups (continuous
-    aggregates on TimescaleDB), other widths are computed with date_bin."""
+    """min/max/avg/count per bucket, and how many of the counted readings are marked invalid
+    (``n_invalid``; they count only with ``include_invalid``). Hourly and daily come from the
+    rollups (continuous aggregates on TimescaleDB) where no correction touches the window;
+    otherwise, and for other widths, they are computed with date_bin."""
     rollup = {3600: "reading_hourly", 86400: "reading_daily"}.get(bucket_s)
-    if rollup is not None:
+    if rollup is not None and not await has_invalid(conn, sensor_id, start, end):
         return await conn.fetch(
-            f"""SELECT bucket, channel, min, max, avg, n FROM {rollup}
+            f"""SELECT bucket, channel, min, max, avg, n, 0 AS n_invalid FROM {rollup}
                 WHERE sensor_id = $1 AND bucket >= $2 AND bucket < $3 AND ($4::text[] IS NULL OR channel = ANY($4))
                 ORDER BY bucket, channel LIMIT $5""",
             sensor_id,
@@ -164,10 +184,14 @@ async def readings_bucketed(
             limit,
         )
     return await conn.fetch(
-        """SELECT date_bin(make_interval(secs => $5), ts, timestamptz '2000-01-01') AS bucket, channel,
-                  min(value) AS min, max(value) AS max, avg(value) AS avg, count(*) AS n
-           FROM reading
-           WHERE sensor_id = $1 AND ts >= $2 AND ts < $3 AND ($4::text[] IS NULL OR channel = ANY($4))
+        f"""WITH {invalid_cte("ARRAY[$1::int4]")}, x AS (
+               SELECT r.ts, r.channel, r.value, {INVALID} AS invalid FROM reading r
+               WHERE r.sensor_id = $1 AND r.ts >= $2 AND r.ts < $3 AND ($4::text[] IS NULL OR r.channel = ANY($4))
+           )
+           SELECT date_bin(make_interval(secs => $5), ts, timestamptz '2000-01-01') AS bucket, channel,
+                  min(value) AS min, max(value) AS max, avg(value) AS avg, count(*) AS n,
+                  count(*) FILTER (WHERE invalid) AS n_invalid
+           FROM x WHERE $7 OR NOT invalid
            GROUP BY bucket, channel ORDER BY bucket, channel LIMIT $6""",
         sensor_id,
         start,
@@ -175,6 +199,7 @@ async def readings_bucketed(
         channels,
         float(bucket_s),
         limit,
+        include_invalid,
     )
 
 

@@ -7,8 +7,10 @@ integer and one microsecond is exact in float8 below 2**53 µs, i.e. until 2255)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -46,6 +48,19 @@ ON CONFLICT (sensor_id) DO UPDATE
         late = sensor_dirty.late OR EXCLUDED.late,
         gen = sensor_dirty.gen + 1
 """
+
+
+def invalid_cte(sensors: str = "$1::int4[]") -> str:
+    """A CTE ``inv``: the ranges currently marked invalid (migration 019) of the sensors in
+    the SQL array ``sensors``, for :data:`INVALID`; small (corrections are rare), materialized once."""
+    return f"""inv AS MATERIALIZED (
+    SELECT sensor_id, channel, ts_from, ts_to FROM invalid_range WHERE sensor_id = ANY({sensors}))"""
+
+
+#: Whether the reading ``r`` lies in a range of ``inv``. The first test is evaluated once per
+#: statement (an init plan): without corrections, no reading pays for the second.
+INVALID = """(EXISTS (SELECT 1 FROM inv) AND EXISTS (SELECT 1 FROM inv i WHERE i.sensor_id = r.sensor_id
+              AND (i.channel IS NULL OR i.channel = r.channel) AND r.ts BETWEEN i.ts_from AND i.ts_to))"""
 
 INSERT_DEAD_LETTERS = """
 INSERT INTO dead_letter (topic, payload, payload_bytes, truncated, reason, detail, readings_rejected, readings_accepted)
@@ -144,14 +159,19 @@ class DirtySensor:
     gen: int
     #: a reading older than the sensor's newest stored one arrived (out of order or late)
     late: bool
+    #: corrections and re-baselines recorded since the last evaluation (db.references.mark_reevaluate)
+    causes: tuple[dict[str, Any], ...] = ()
 
 
 async def dirty_sensors(conn: Conn, limit: int) -> list[DirtySensor]:
     rows = await conn.fetch(
-        "SELECT sensor_id, min_ts, max_ts, gen, late FROM sensor_dirty ORDER BY min_ts LIMIT $1",
+        "SELECT sensor_id, min_ts, max_ts, gen, late, causes::text AS causes FROM sensor_dirty ORDER BY min_ts LIMIT $1",
         limit,
     )
-    return [DirtySensor(r["sensor_id"], r["min_ts"], r["max_ts"], r["gen"], r["late"]) for r in rows]
+    return [
+        DirtySensor(r["sensor_id"], r["min_ts"], r["max_ts"], r["gen"], r["late"], tuple(json.loads(r["causes"])))
+        for r in rows
+    ]
 
 
 async def clear_dirty(conn: Conn, seen: list[DirtySensor]) -> None:
@@ -165,15 +185,20 @@ async def clear_dirty(conn: Conn, seen: list[DirtySensor]) -> None:
 
 
 async def fetch_windows(
-    conn: Conn, sensor_ids: list[int], since: datetime, until: datetime | None = None
+    conn: Conn, sensor_ids: list[int], since: datetime, until: datetime | None = None, *, with_invalid: bool = False
 ) -> list[asyncpg.Record]:
-    """Rows (sensor_id, channel, t_s, value) ordered by sensor and time, for many sensors at once."""
+    """Rows (sensor_id, channel, t_s, value, invalid) ordered by sensor and time, for many
+    sensors at once. Readings an operator marked invalid (``invalid_range``) are left out
+    unless ``with_invalid``, which keeps them with ``invalid`` true."""
     return await conn.fetch(
-        """SELECT sensor_id, channel, extract(epoch FROM ts)::float8 AS t_s, value
-           FROM reading
-           WHERE sensor_id = ANY($1::int4[]) AND ts >= $2 AND ($3::timestamptz IS NULL OR ts <= $3)
-           ORDER BY sensor_id, ts""",
+        f"""WITH {invalid_cte()}
+           SELECT r.sensor_id, r.channel, extract(epoch FROM r.ts)::float8 AS t_s, r.value, {INVALID} AS invalid
+           FROM reading r
+           WHERE r.sensor_id = ANY($1::int4[]) AND r.ts >= $2 AND ($3::timestamptz IS NULL OR r.ts <= $3)
+             AND ($4 OR NOT {INVALID})
+           ORDER BY r.sensor_id, r.ts""",
         sensor_ids,
         since,
         until,
+        with_invalid,
     )

@@ -135,6 +135,19 @@ def _dam_displacement() -> dict[str, dict[str, float]]:
     }
 
 
+def _surface_reference(mine: str, code: str) -> dict[str, float]:
+    """A surface point's reference: its position surveyed at installation, in the site's
+    local grid (mm, far from zero). The simulator reads the point near it, moved since
+    then along its direction of movement (simulators/fleet.py). Seeded per point, apart
+    from the registry's own generator, so no other part of the demo province changed."""
+    rng = random.Random(f"reference/{mine}/{code}")
+    return {
+        "east_mm": round(rng.uniform(-400_000.0, 400_000.0), 1),
+        "north_mm": round(rng.uniform(-400_000.0, 400_000.0), 1),
+        "up_mm": round(rng.uniform(-60_000.0, 60_000.0), 1),
+    }
+
+
 def _sensor(code: str, kind: SensorKind, name: str, interval_s: float, **extra: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {"code": code, "kind": kind.value, "name": name, "interval_s": interval_s}
     doc.update(extra)
@@ -168,9 +181,12 @@ def _open_pit_sites(rng: random.Random, code: str, name_zh: str, kind: MineKind,
                     SensorKind.GNSS,
                     f"{site_name.split()[0]}GNSS监测点{gnss_no} GNSS point {gnss_no}",
                     600.0,
+                    baseline=_surface_reference(code, f"GNSS-{gnss_no:02d}"),
                     thresholds=_slope_displacement(site_height, working=s == 1),
                 )
             )
+        # Total stations and inclinometers carry no registered baseline: their first readings
+        # are the reference (stored by the analysis with their times).
         for _ in range(rng.randint(0, 1)):
             ts_no += 1
             sensors.append(
@@ -241,6 +257,7 @@ def _tailings_sites(rng: random.Random, code: str, name_zh: str, height: float, 
                 SensorKind.GNSS,
                 f"坝体表面位移监测点{i} dam GNSS point {i}",
                 1800.0,
+                baseline=_surface_reference(code, f"GNSS-{i:02d}"),
                 thresholds=_dam_displacement(),
             )
         )

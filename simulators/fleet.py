@@ -283,7 +283,7 @@ def _generate(
             steps = [a + rng.uniform(3, 12) * 3600.0 for a in storms]
     if sensor.kind in (SensorKind.GNSS, SensorKind.TOTAL_STATION):
         noise_h, noise_v = (1.5, 6.0) if sensor.kind is SensorKind.GNSS else (1.0, 1.5)
-        return displacement_series(
+        series = displacement_series(
             disp,
             start_s=first,
             duration_s=duration,
@@ -296,6 +296,7 @@ def _generate(
             tertiary_days=tertiary_days,
             step_starts_s=steps,
         )
+        return _from_reference(series, sensor, s_seed)
     if sensor.kind is SensorKind.CRACK:
         return crack_series(
             disp,
@@ -326,6 +327,28 @@ def _generate(
         tertiary_days=tertiary_days,
         step_starts_s=steps,
     )
+
+
+def _from_reference(series: Series, sensor: SensorDoc, s_seed: int) -> Series:
+    """A surface point with a registered reference (its surveyed position, local mm) reads
+    near it: the reference, plus what the point moved before the window (seeded, up to a
+    tenth of its red cumulative threshold, along the same azimuth and settlement ratio as
+    its movement now: a creeping slope keeps its direction), plus the window's movement."""
+    ref = sensor.baseline
+    if not {"east_mm", "north_mm", "up_mm"} <= set(ref):
+        return series
+    # displacement_series draws its azimuth and settlement ratio first from its seed
+    draw = np.random.default_rng(s_seed)
+    az, ratio = math.radians(draw.uniform(0.0, 360.0)), draw.uniform(0.2, 0.7)
+    red = sensor.thresholds.get("horizontal_mm")
+    red_mm = red.red if red is not None and red.red is not None else 0.0
+    moved = float(np.random.default_rng(s_seed + 3).uniform(0.02, 0.1)) * red_mm
+    offset = {
+        "east_mm": ref["east_mm"] + moved * math.sin(az),
+        "north_mm": ref["north_mm"] + moved * math.cos(az),
+        "up_mm": ref["up_mm"] - ratio * moved,
+    }
+    return Series(series.t_s, {ch: v + offset.get(ch, 0.0) for ch, v in series.values.items()}, series.truth)
 
 
 def _storm_totals(rain: Series) -> list[float]:

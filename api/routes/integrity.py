@@ -18,7 +18,7 @@ from api.routes.registry import CodePath, Cursor
 from api.schemas import EARLIEST, LATEST, Page, decode_cursor, encode_cursor, instant
 from api.scope import MineQuery, RegionQuery
 from db import heads as signed_heads
-from db import integrity, queries
+from db import integrity, queries, references
 from db.integrity import ChainEntry, Verification
 
 router = APIRouter(tags=["integrity"])
@@ -328,14 +328,35 @@ async def add_correction(conn: ConnDep, who: PrincipalDep, row: SensorDep, body:
         raise BadRequest("start must not be after end")
     if body.channel is not None and body.channel not in row["channels"]:
         raise BadRequest(f"channel {body.channel!r} unknown for this sensor; it has {list(row['channels'])}")
-    c = await integrity.record_correction(
-        conn,
-        row["id"],
-        channel=body.channel,
-        ts_from=body.start,
-        ts_to=body.end,
-        action=body.action,
-        reason=body.reason,
-        actor=who.actor,
-    )
+    async with conn.transaction():
+        c = await integrity.record_correction(
+            conn,
+            row["id"],
+            channel=body.channel,
+            ts_from=body.start,
+            ts_to=body.end,
+            action=body.action,
+            reason=body.reason,
+            actor=who.actor,
+        )
+        # The detectors judge the sensor again without (or with) these readings, at once.
+        await references.mark_reevaluate(conn, row["id"], correction_cause(c))
     return correction_schema(c)
+
+
+def correction_cause(c: integrity.Correction) -> dict[str, object]:
+    """What the alert events caused by a correction say about it (``sensor_dirty.causes``)."""
+    what = "invalidated" if c.action == "invalidate" else "restored"
+    return {
+        "kind": "correction",
+        "id": c.id,
+        "seq": c.seq,
+        "action": c.action,
+        "channel": c.channel,
+        "start": c.ts_from.isoformat(),
+        "end": c.ts_to.isoformat(),
+        "actor": c.actor,
+        "reason": c.reason,
+        "note": f"correction {c.id} (chain entry {c.seq}) by {c.actor}: {what} "
+        f"{c.channel or 'all channels'} {c.ts_from.isoformat()} to {c.ts_to.isoformat()}: {c.reason}",
+    }

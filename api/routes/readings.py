@@ -68,6 +68,10 @@ async def readings(
     bucket: Annotated[str, Query(max_length=12, description="raw, or a width: 300s, 15m, 1h, 1d")] = "raw",
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
+    include_invalid: Annotated[
+        bool,
+        Query(description="also readings an operator marked invalid, flagged invalid: true (counted in n_invalid)"),
+    ] = False,
 ) -> Readings:
     await visible_mine(conn, who, mine)
     row = await queries.sensor(conn, mine, sensor)
@@ -97,14 +101,28 @@ async def readings(
             except ValueError:
                 raise BadRequest("cursor is not one this API issued") from None
         rows = await queries.readings_raw(
-            conn, row["id"], start=start_t, end=end_t, channels=channel, after=after, limit=limit
+            conn,
+            row["id"],
+            start=start_t,
+            end=end_t,
+            channels=channel,
+            after=after,
+            limit=limit,
+            include_invalid=include_invalid,
         )
         out.raw = [RawReading(**dict(r)) for r in rows]
         if len(rows) == limit:
             out.next_cursor = encode_cursor(rows[-1]["ts"].isoformat(), rows[-1]["channel"])
     else:
         rows = await queries.readings_bucketed(
-            conn, row["id"], start=start_t, end=end_t, channels=channel, bucket_s=width, limit=limit
+            conn,
+            row["id"],
+            start=start_t,
+            end=end_t,
+            channels=channel,
+            bucket_s=width,
+            limit=limit,
+            include_invalid=include_invalid,
         )
         out.buckets = [Bucket(**dict(r)) for r in rows]
     return out

@@ -1,4 +1,4 @@
--- The services' writes on the tables that migrations 011, 016 and 020 added (015's rule:
+-- The services' writes on the tables that migrations 011, 016, 018, 019 and 020 added (015's rule:
 -- a migration that adds a table a service writes grants exactly those writes; these three
 -- were written beside 015, so their grants come here, after the roles exist).
 --
@@ -14,3 +14,8 @@ GRANT INSERT, UPDATE ON service_alert TO slopewatch_analyze;
 --     written by the analysis and by `slopewatch watchdog` (which runs with its role).
 GRANT INSERT, UPDATE, DELETE ON analysis_heartbeat TO slopewatch_analyze;
 GRANT INSERT, UPDATE ON subject_rule_state TO slopewatch_analyze;
+-- 018 sensor_reference (append-only history): the analysis records first-reading references,
+--     the API re-baselines (chained as a correction); neither may change or delete one.
+GRANT INSERT ON sensor_reference TO slopewatch_analyze, slopewatch_api;
+-- 019 a correction or re-baseline marks the sensor for evaluation in its own transaction.
+GRANT INSERT, UPDATE ON sensor_dirty TO slopewatch_api;

@@ -159,3 +159,50 @@ def test_a_short_fast_crack_meter_record_is_scored_from_its_first_readings() -> 
     orange = score.lead_h["orange"]
     assert orange is not None
     assert orange >= 24.0 * score.tertiary_days / 4
+
+
+def test_recorded_readings_marked_invalid_are_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A stable point whose prism was knocked for half a day alarms on the recorded file; with
+    the operator's correction (--invalid) those readings are left out and it raises nothing."""
+    import numpy as np
+
+    from simulators.publisher import SensorStream
+    from simulators.replay import write_replay_csv
+    from simulators.scenarios import displacement_series
+
+    t0 = 1_767_225_600.0
+    stable = displacement_series("stable", start_s=t0, duration_s=30 * 86_400.0, interval_s=3600.0, seed=4)
+    values = {c: np.round(v, 2) for c, v in stable.values.items()}
+    knocked = (stable.t_s >= t0 + 20 * 86_400.0) & (stable.t_s < t0 + 20.5 * 86_400.0)
+    values["east_mm"][knocked] += 300.0
+    csv_path = tmp_path / "knocked.csv"
+    write_replay_csv([SensorStream("PIT", "GNSS-K", stable.t_s, values)], csv_path, layout="wide")
+    lo, hi = stable.t_s[knocked][[0, -1]]
+    corrections = tmp_path / "invalid.csv"
+    corrections.write_text(
+        "# knocked by a loader, 21 Jan\nmine,sensor,start,end,channel\n"
+        f"PIT,GNSS-K,{int(lo * 1000)},{int(hi * 1000)},east_mm\n"
+    )
+
+    def alarms(*extra: str) -> dict[str, int]:
+        """Acceleration and rate-threshold alarms raised, per level."""
+        out = tmp_path / "out.json"
+        assert run(_args("--csv", str(csv_path), "--step-h", "4", "--out", str(out), *extra)) == 0
+        score = json.loads(out.read_text())["recorded"][0]["score"]
+        return {k: score["alarms"][k] + score["rate_alarms"][k] for k in score["alarms"]}
+
+    raw = alarms()
+    assert sum(raw[k] for k in ("yellow", "orange", "red")) > 0, raw
+    corrected = alarms("--invalid", str(corrections))
+    assert corrected == dict.fromkeys(("blue", "yellow", "orange", "red"), 0), corrected
+    capsys.readouterr()
+    assert run(_args("--invalid", str(corrections))) == 2
+    assert "--invalid needs --csv" in capsys.readouterr().err
+    stray = tmp_path / "stray.csv"
+    stray.write_text("mine,sensor,start,end\nPIT,NOPE,2026-01-01T00:00:00Z,2026-01-02T00:00:00Z\n")
+    assert run(_args("--csv", str(csv_path), "--invalid", str(stray))) == 2
+    assert "PIT/NOPE" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("mine,sensor,start,end\nPIT,GNSS-K,2026-01-02T00:00:00Z,2026-01-01T00:00:00Z\n")
+    assert run(_args("--csv", str(csv_path), "--invalid", str(bad))) == 2
+    assert "line 2: start is after end" in capsys.readouterr().err

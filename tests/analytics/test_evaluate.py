@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -248,3 +249,48 @@ def test_all_nan_displacement_does_not_raise() -> None:
     assert res["health.silent"].level is Level.YELLOW
     for r in res.values():
         check_result(r)
+
+
+def test_stored_references_are_what_displacement_is_measured_from_and_the_evidence_says_so() -> None:
+    """The worker's references (here first readings for east, a re-baseline for north)
+    replace the registry's baseline; the cumulative value is the distance from them and the
+    evidence names their source and date."""
+    from analytics import ChannelReference
+
+    window, _ = gnss_window()
+    th = {"horizontal_mm": ThresholdSet(Direction.ABOVE, yellow=600.0, orange=800.0, red=1000.0)}
+    channels = ("east_mm", "north_mm", "up_mm")
+    registry = {"east_mm": 100.0, "north_mm": -50.0, "up_mm": 20.0}
+
+    def judged(**refs: ChannelReference) -> dict[str, RuleResult]:
+        sp = spec(SensorKind.GNSS, channels, baseline=registry, references=refs, thresholds=th)
+        return by_rule(evaluate_sensor(sp, window))
+
+    plain = judged()
+    same = judged(
+        east_mm=ChannelReference(100.0, "first_reading", T0),
+        north_mm=ChannelReference(-50.0, "rebaseline", T0 + DAY),
+    )
+    far = judged(
+        east_mm=ChannelReference(100.0, "first_reading", T0),
+        north_mm=ChannelReference(-950.0, "rebaseline", T0 + DAY),
+    )
+    # the same numbers as the registry's baseline give the same judgement
+    for rule, r in plain.items():
+        assert same[rule].level is r.level, rule
+        assert same[rule].explanation_en == r.explanation_en
+    assert plain["threshold.horizontal_mm"].evidence["baseline_source"] == "registry"
+    assert "reference_mm" not in plain["threshold.horizontal_mm"].evidence
+    ev = same["threshold.horizontal_mm"].evidence
+    assert ev["reference_source"] == "first_reading/rebaseline"
+    assert ev["reference_mm"] == [100.0, -50.0]
+    assert ev["reference_since"] == datetime.fromtimestamp(T0 + DAY, tz=UTC).isoformat().replace("+00:00", "Z")
+    # 900 mm further south, the reference puts the point ~900 mm further out
+    near_mm, far_mm = (
+        same["threshold.horizontal_mm"].evidence["value"],
+        far["threshold.horizontal_mm"].evidence["value"],
+    )
+    assert isinstance(near_mm, float)
+    assert isinstance(far_mm, float)
+    assert far_mm > near_mm + 800.0
+    assert far["threshold.horizontal_mm"].level is Level.ORANGE  # 995 mm: orange from 800, red from 1000

@@ -43,7 +43,15 @@ from tests.support.roles import as_user, login_user, owned_database
 
 SERVICES = ("slopewatch_ingest", "slopewatch_analyze", "slopewatch_api")
 #: Tables no service may rewrite: the readings and every history.
-HISTORY = ("reading", "alert_event", "seal_entry", "reading_correction", "chain_head_signature", "mine_move")
+HISTORY = (
+    "reading",
+    "alert_event",
+    "seal_entry",
+    "reading_correction",
+    "chain_head_signature",
+    "mine_move",
+    "sensor_reference",
+)
 
 
 @dataclass

@@ -56,7 +56,7 @@ def post_targets(api: LiveApi, seeded: Seeded) -> list[str]:
 def test_a_declared_10_mb_body_is_refused_before_it_is_sent(api: LiveApi, seeded: Seeded) -> None:
     """Content-Length over the limit: 413 right after the headers, without reading the body."""
     targets = post_targets(api, seeded)
-    assert len(targets) == 9, targets
+    assert len(targets) == 10, targets  # with POST /mines/{mine}/sensors/{sensor}/reference
     for target in targets:
         started = time.monotonic()
         with socket.create_connection((api.host, api.port), timeout=10) as sock:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.model import MineKind, SensorKind, SiteKind
-from core.registry import RegistryDoc, load_registry, parse_registry
+from core.registry import RegistryDoc, load_registry, parse_registry, threshold_sets
 from simulators.demo import DEMO_FAILING_SENSOR, demo_registry, write_demo_registry
 from simulators.fleet import FleetError, SensorFaults, parse_overrides, plan_fleet, resolve_sensor
 from simulators.scenarios import DAY_S
@@ -145,3 +145,62 @@ def test_overrides_are_checked(registry: RegistryDoc) -> None:
     assert parse_overrides(registry, ["QINGSHANGOU-TSF/PZ-01=clogging"]) == {("QINGSHANGOU-TSF", "PZ-01"): "clogging"}
     with pytest.raises(FleetError, match="MINE/SENSOR=SCENARIO"):
         parse_overrides(registry, ["HONGLING-PIT/GNSS-03"])
+
+
+def test_demo_surface_points_have_realistic_references_and_only_the_failing_one_goes_red(
+    registry: RegistryDoc,
+) -> None:
+    """Every GNSS point of the demo has a surveyed reference, some a hundred mm and more
+    from where the simulated month begins (below blue); judged against it (as the worker
+    does) at the end of the demo's month, no cumulative threshold warns, and only the
+    failing point is red."""
+    from analytics import evaluate_sensor
+    from analytics.types import SensorSpec, SensorWindow
+    from core.model import Level
+
+    plan = plan_fleet(
+        registry,
+        seed=7,
+        start_s=NOW - 30 * DAY_S,
+        end_s=NOW,
+        failure_s=NOW + 3 * 3600.0,
+        overrides={DEMO_FAILING_SENSOR: "tertiary"},
+    )
+    by_key = {(m.code, s.code): (site, s) for m in registry.mines for site in m.sites for s in site.sensors}
+    far = 0
+    red: list[tuple[str, str]] = []
+    for stream in plan.streams:
+        site, sensor = by_key[(stream.mine, stream.sensor)]
+        if sensor.kind is not SensorKind.GNSS:
+            continue
+        assert set(sensor.baseline) == {"east_mm", "north_mm", "up_mm"}
+        # surveyed coordinates far from zero; the point has moved since, along its movement
+        assert max(abs(v) for v in sensor.baseline.values()) > 1000.0
+        moved = float(
+            np.hypot(
+                np.median(stream.values["east_mm"][:6]) - sensor.baseline["east_mm"],
+                np.median(stream.values["north_mm"][:6]) - sensor.baseline["north_mm"],
+            )
+        )
+        blue = threshold_sets(sensor)["horizontal_mm"].blue
+        assert blue is not None
+        assert 0.0 < moved < blue
+        far += moved >= 100.0
+        spec = SensorSpec(
+            0,
+            sensor.code,
+            sensor.kind,
+            ("east_mm", "north_mm", "up_mm"),
+            sensor.interval_s,
+            baseline=sensor.baseline,
+            thresholds=threshold_sets(sensor),
+            site_height_m=site.height_m,
+        )
+        results = evaluate_sensor(spec, SensorWindow(stream.t_s, stream.values, float(stream.t_s[-1])))
+        for r in results:
+            if r.rule in ("threshold.horizontal_mm", "threshold.vertical_mm"):
+                assert r.level is Level.NONE, (stream.mine, stream.sensor, r.rule, r.evidence.get("value"))
+            if r.level is Level.RED:
+                red.append((stream.mine, stream.sensor))
+    assert far >= 3
+    assert set(red) == {DEMO_FAILING_SENSOR}

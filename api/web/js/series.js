@@ -22,26 +22,54 @@ export function series(channel, ms, field = "avg") {
   return ms.map((t) => [t, channel?.get(t)?.[field] ?? NaN]);
 }
 
-/** The registry's baseline for the channel, else its first value in the window. */
-export function baselineOf(sensor, name, points) {
+/**
+ * The reference the detectors judge the channel against (GET …/reference: ``refs`` maps a
+ * channel to {value, source, since}), else the registry's baseline, else its first value in
+ * the window (said so).
+ */
+export function baselineOf(sensor, name, points, refs) {
+  const ref = refs?.get(name);
+  if (ref && Number.isFinite(ref.value)) return { value: ref.value, source: ref.source, since: ref.since };
   if (sensor.baseline && Number.isFinite(sensor.baseline[name])) return { value: sensor.baseline[name], source: "registry" };
   const first = points.find(([, v]) => Number.isFinite(v));
   return { value: first ? first[1] : NaN, source: "window start" };
 }
 
-/** Horizontal √(ΔE²+ΔN²) and vertical ΔU from the baseline. */
-export function displacement(sensor, channels) {
-  const ms = times(channels, ["east_mm", "north_mm", "up_mm"]);
+/** ``current`` of GET …/reference as a Map channel -> {value, source, since}. */
+export function referencesOf(doc) {
+  return new Map((doc?.current ?? []).map((r) => [r.channel, r]));
+}
+
+/** The newest re-baseline time (ms) among the references, or null: earlier readings are another installation. */
+export function rebaselinedAt(refs) {
+  const times = [...(refs?.values() ?? [])].filter((r) => r.source === "rebaseline" && r.since).map((r) => Date.parse(r.since));
+  return times.length ? Math.max(...times) : null;
+}
+
+/** Horizontal √(ΔE²+ΔN²) and vertical ΔU from the reference position; nothing before a re-baseline. */
+export function displacement(sensor, channels, refs) {
+  const from = rebaselinedAt(refs) ?? -Infinity;
+  const ms = times(channels, ["east_mm", "north_mm", "up_mm"]).filter((t) => t >= from);
   const e = series(channels.get("east_mm"), ms);
   const n = series(channels.get("north_mm"), ms);
   const u = series(channels.get("up_mm"), ms);
-  const e0 = baselineOf(sensor, "east_mm", e).value;
-  const n0 = baselineOf(sensor, "north_mm", n).value;
-  const u0 = baselineOf(sensor, "up_mm", u).value;
+  const e0 = baselineOf(sensor, "east_mm", e, refs).value;
+  const n0 = baselineOf(sensor, "north_mm", n, refs).value;
+  const u0 = baselineOf(sensor, "up_mm", u, refs).value;
   return {
     horizontal: ms.map((t, i) => [t, Math.hypot(e[i][1] - e0, n[i][1] - n0)]),
     vertical: ms.map((t, i) => [t, u[i][1] - u0]),
   };
+}
+
+/**
+ * Invalidations in force among a sensor's corrections (GET …/corrections, oldest first): an
+ * invalidation not followed by a restore of the same channel and range, as the server counts them.
+ */
+export function invalidRanges(corrections) {
+  const newest = new Map();
+  for (const c of corrections ?? []) newest.set(`${c.channel ?? "*"}|${c.start}|${c.end}`, c);
+  return [...newest.values()].filter((c) => c.action === "invalidate");
 }
 
 /**

@@ -1,5 +1,5 @@
 // One sensor's plots from hourly buckets: displacement (horizontal √(ΔE²+ΔN²), vertical ΔU)
-// from the baseline, velocity, inverse velocity with the forecast line and its interval;
+// from the reference position (the one the detectors use, with its source and date), velocity, inverse velocity with the forecast line and its interval;
 // phreatic line, pond level and freeboard, dry beach against their thresholds; rainfall bars.
 
 import * as api from "../api.js";
@@ -16,7 +16,29 @@ const RANGES = [7, 30, 90];
 const GAP_MS = 3 * 3600e3;
 const STANDARD_RAIN_24H = { yellow: 50, orange: 100, red: 250 };
 
-function charts(sensor, site, channels, alerts) {
+/** Which reference the displacement is measured from, since when, and the readings left out. */
+function provenance(sensor, refs, invalid) {
+  const parts = [];
+  for (const [ch, r] of refs) {
+    const since = r.since ? ` ${t("since")} ${fmtTime(r.since)}` : "";
+    parts.push(`${ch} ${r.value.toFixed(1)} mm (${t(`ref_${r.source}`)}${since})`);
+  }
+  const items = [];
+  if (parts.length) items.push(h("p.reference", { dataset: { reference: [...refs.values()].map((r) => r.source).join(" ") } }, `${t("reference")}: `, parts.join(" · ")));
+  if (invalid.length) {
+    items.push(
+      h(
+        "p.invalid",
+        { dataset: { invalid: String(invalid.length) } },
+        `${t("invalid_left_out")}: `,
+        invalid.map((c) => `${c.channel ?? t("all_channels")} ${fmtTime(c.start)} – ${fmtTime(c.end)} (${c.reason})`).join(" · "),
+      ),
+    );
+  }
+  return items;
+}
+
+function charts(sensor, site, channels, alerts, refs) {
   const out = [];
   const accel = (suffix) => alerts.find((a) => a.rule === `displacement.acceleration.${suffix}`);
   const displacementCharts = (name, label, points, suffix, thresholdsQ, rateQ, sign = 1) => {
@@ -73,14 +95,14 @@ function charts(sensor, site, channels, alerts) {
 
   const kind = sensor.kind;
   if (kind === "gnss" || kind === "total_station") {
-    const d = sr.displacement(sensor, channels);
+    const d = sr.displacement(sensor, channels, refs);
     const settling = d.vertical.filter(([, v]) => Number.isFinite(v)).reduce((acc, [, v]) => acc + v, 0) < 0;
     displacementCharts("horizontal", t("horizontal"), d.horizontal, "horizontal", "horizontal_mm", "horizontal_mm_per_day");
     displacementCharts("vertical", t("vertical"), d.vertical, "vertical", "vertical_mm", "vertical_mm_per_day", settling ? -1 : 1);
   } else if (kind === "crack") {
     const ms = sr.times(channels, ["width_mm"]);
     const pts = sr.series(channels.get("width_mm"), ms);
-    const w0 = sr.baselineOf(sensor, "width_mm", pts).value;
+    const w0 = sr.baselineOf(sensor, "width_mm", pts, refs).value;
     displacementCharts("width", t("crack"), pts.map(([ms2, v]) => [ms2, v - w0]), "width", "width_mm", "width_mm_per_day");
   } else if (kind === "inclinometer") {
     const names = [...channels.keys()];
@@ -92,7 +114,7 @@ function charts(sensor, site, channels, alerts) {
         unit: "mm",
         series: names.map((name, i) => {
           const pts = sr.series(channels.get(name), ms);
-          const base = sr.baselineOf(sensor, name, pts).value;
+          const base = sr.baselineOf(sensor, name, pts, refs).value;
           return { label: name, points: pts.map(([x, v]) => [x, v - base]), cls: `s${i % 4}`, gapMs: GAP_MS };
         }),
         thresholds: sr.thresholdLines(sensor, "cumulative_mm"),
@@ -151,9 +173,14 @@ export async function renderSensor(main, [mineCode, code], { me, setCrumbs, isCu
   async function load() {
     const end = new Date();
     const start = new Date(end.getTime() - days * 86400e3);
-    const [readings, open] = await Promise.all([
-      api.get(`${base}/sensors/${encodeURIComponent(code)}/readings${api.query({ bucket: "1h", start: start.toISOString(), end: end.toISOString(), limit: 50000 })}`),
+    const one = `${base}/sensors/${encodeURIComponent(code)}`;
+    const displacementKind = ["gnss", "total_station", "crack", "inclinometer"].includes(sensor.kind);
+    // Readings an operator marked invalid are left out by the API; the charts say which.
+    const [readings, open, reference, corrections] = await Promise.all([
+      api.get(`${one}/readings${api.query({ bucket: "1h", start: start.toISOString(), end: end.toISOString(), limit: 50000 })}`),
       api.all("/alerts", { mine: mineCode, state: "open", limit: 1000 }, 5000),
+      displacementKind ? api.get(`${one}/reference`) : null,
+      api.get(`${one}/corrections`),
     ]);
     if (!alive) return;
     const own = open.filter((a) => a.sensor_code === code);
@@ -162,7 +189,9 @@ export async function renderSensor(main, [mineCode, code], { me, setCrumbs, isCu
       `${t("range")}: `,
       ...RANGES.map((d) => h(`button${d === days ? ".active" : ""}`, { type: "button", onclick: () => { days = d; load().catch((err) => showError(err)); } }, `${d} ${t("days")}`)),
     );
-    fill(chartsBox, ...charts(sensor, site, sr.byChannel(readings.buckets), own));
+    const refs = sr.referencesOf(reference);
+    const invalid = sr.invalidRanges(corrections).filter((c) => Date.parse(c.end) >= start.getTime() && Date.parse(c.start) < end.getTime());
+    fill(chartsBox, ...provenance(sensor, refs, invalid), ...charts(sensor, site, sr.byChannel(readings.buckets), own, refs));
     fill(alertsBox, ...(own.length ? own.map((a) => alertCard(a, { showMine: false })) : [h("p.muted", {}, t("no_open_alerts"))]));
   }
 
