@@ -365,7 +365,7 @@ class AnalysisWorker:
             if check.ok and not any(
                 active for (_m, subject), (_l, active) in current.items() if subject == GROUP_SUBJECT
             ):
-                return 0  # the usual case: nothing open, nothing to open, one query per sweep
+                return 0  # the usual case: nothing open, nothing to open, no write
             result = RuleResult(
                 GROUP_RULE, check.level, now_s, check.evidence, check.explanation_en, check.explanation_zh
             )
