@@ -14,21 +14,32 @@ number the deployment expects:
 What this cannot see: a subscriber that is not ingest. A rogue member sends no
 heartbeat; the broker refuses it (dynamic security, docs/security.md), and if a broker
 were misconfigured, the readings dealt to it would show as gaps in ``seq``.
+
+Levels: fewer is orange (alarms come late, as when the analysis is behind, watchdog.analysis);
+more is blue (nothing is lost, but the deployment is not the planned one). The analysis keeps
+one alert of this rule per mine (subject ``ingest``), since every mine's readings are dealt
+across the group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
-RULE = "health.ingest_workers"
+from core.model import Level
+
+RULE: Final = "health.ingest_workers"
+#: the subject of this rule's alert in each mine (alert.subject, migration 020)
+SUBJECT: Final = "ingest"
 
 
 @dataclass(frozen=True, slots=True)
 class GroupCheck:
-    """The verdict: ``ok`` when exactly ``expected`` workers were heard from."""
+    """The verdict: ``ok`` (level NONE) when exactly ``expected`` workers were heard from."""
 
     ok: bool
+    level: Level
     evidence: dict[str, float | int | str | list[str]]
     explanation_en: str
     explanation_zh: str
@@ -52,6 +63,7 @@ def group_membership(
     if n == expected:
         return GroupCheck(
             True,
+            Level.NONE,
             evidence,
             f"All {expected} expected ingest workers are alive.",
             f"预期的 {expected} 个接入进程均在运行。",
@@ -79,4 +91,4 @@ def group_membership(
             f"有 {n} 个接入进程在运行，预期 {expected} 个({', '.join(sorted(alive))})。每个进程都分得一部分数据："
             "请核实每个进程都应当运行，并把 SLOPEWATCH_INGEST_WORKERS_EXPECTED 设为计划的数量。"
         )
-    return GroupCheck(False, evidence, en, zh)
+    return GroupCheck(False, Level.ORANGE if n < expected else Level.BLUE, evidence, en, zh)

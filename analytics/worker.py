@@ -33,6 +33,7 @@ from analytics.clock import clock_ahead
 from analytics.evaluate import DISPLACEMENT_KINDS
 from analytics.facilities import facility_results, rollup_rule
 from analytics.ingest_group import RULE as GROUP_RULE
+from analytics.ingest_group import SUBJECT as GROUP_SUBJECT
 from analytics.ingest_group import group_membership
 from analytics.seq_gaps import RULE as SEQ_RULE
 from analytics.seq_gaps import seq_gaps
@@ -404,29 +405,47 @@ class AnalysisWorker:
 
     async def _sweep_ingest_workers(self, now_s: float) -> int:
         """health.ingest_workers: as many ingest workers alive as SLOPEWATCH_INGEST_WORKERS_EXPECTED
-        (analytics/ingest_group.py); a service alert, not a sensor's."""
+        (analytics/ingest_group.py). Every mine's readings are dealt across the group, so every
+        mine gets one alert (subject ``ingest``) through the alert pipeline, like
+        watchdog.analysis. Writes only what changes: a level different from the open alert's."""
         expected = self._settings.ingest_workers_expected
         if expected <= 0:
             return 0
+        changes = 0
         async with self._pool.acquire() as conn, conn.transaction():
+            if not await ingest_workers.try_lock(conn):
+                return 0  # another analysis process sweeps right now
             seen = await ingest_workers.workers(conn, store.ts(now_s))
             check = group_membership(
                 seen.alive, seen.silent, expected=expected, shared_group=",".join(seen.groups), now_s=now_s
             )
-            change = await ingest_workers.set_service_alert(
-                conn,
-                GROUP_RULE,
-                ok=check.ok,
-                at=store.ts(now_s),
-                evidence=check.evidence,
-                en=check.explanation_en,
-                zh=check.explanation_zh,
+            current = await watchdog_store.open_subject_alerts(conn, GROUP_RULE)
+            if check.ok and not any(
+                active for (_m, subject), (_l, active) in current.items() if subject == GROUP_SUBJECT
+            ):
+                return 0  # the usual case: nothing open, nothing to open, no write
+            result = RuleResult(
+                GROUP_RULE, check.level, now_s, check.evidence, check.explanation_en, check.explanation_zh
             )
-        if change == "opened":
-            logger.warning("service alert opened rule=%s %s", GROUP_RULE, check.explanation_en)
-        elif change == "cleared":
-            logger.info("service alert cleared rule=%s alive=%d", GROUP_RULE, len(seen.alive))
-        return 0 if change is None else 1
+            for mine in await ingest_workers.mines(conn):
+                level, active = current.get((mine.mine_id, GROUP_SUBJECT), (0, False))
+                if (active and level == int(check.level)) or (not active and check.ok):
+                    continue  # nothing changes: no write
+                target = store.Subject(mine.first_site_id, mine.mine_id, mine.region_code, subject=GROUP_SUBJECT)
+                changes += await apply_results(
+                    conn,
+                    target,
+                    (result,),
+                    dwell_s=0.0,
+                    retroactive=False,
+                    label=f"mine={mine.code} {GROUP_SUBJECT}",
+                    metrics=self._metrics,
+                )
+        if changes and not check.ok:
+            logger.warning("%s: %d mine alert(s) raised: %s", GROUP_RULE, changes, check.explanation_en)
+        elif changes:
+            logger.info("%s: %d mine alert(s) cleared, alive=%d", GROUP_RULE, changes, len(seen.alive))
+        return changes
 
     async def _apply(
         self,

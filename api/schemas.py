@@ -173,7 +173,8 @@ class Alert(BaseModel):
     sensor_kind: str | None
     subject: str | None = Field(
         description="what an alert of no single sensor is about: facility:<code> (the GB 39496 roll-up), "
-        "mine (all its monitoring offline) or analysis (the watchdog: alarms are not being computed)"
+        "mine (all its monitoring offline), analysis (the watchdog: alarms are not being computed) or "
+        "ingest (health.ingest_workers: more or fewer ingest workers alive than expected)"
     )
     region_code: str
     rule: str

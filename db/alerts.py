@@ -35,7 +35,7 @@ class Pending:
 class Subject:
     """What alerts belong to: a sensor, or (``sensor_id`` None) a subject of a mine that no
     single sensor carries: ``facility:<code>`` (the GB 39496 roll-up), ``mine`` (its
-    monitoring is offline), ``analysis`` (the watchdog)."""
+    monitoring is offline), ``analysis`` (the watchdog), ``ingest`` (health.ingest_workers)."""
 
     site_id: int
     mine_id: int

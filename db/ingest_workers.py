@@ -1,9 +1,8 @@
-"""Ingest workers' heartbeats, and the service-level health alerts (``service_alert``)."""
+"""Ingest workers' heartbeats, and what the analysis needs to raise ``health.ingest_workers``
+in every mine (analytics/worker.py ``_sweep_ingest_workers``)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,37 +52,28 @@ async def workers(conn: Conn, now: datetime, *, silent_for_days: float = 14.0) -
     )
 
 
-async def set_service_alert(
-    conn: Conn, rule: str, *, ok: bool, at: datetime, evidence: Mapping[str, object], en: str, zh: str
-) -> str | None:
-    """Open, refresh or clear the one open alert of ``rule``; returns "opened", "cleared" or None."""
-    if ok:
-        status = await conn.execute(
-            """UPDATE service_alert SET cleared_at = $2, updated_at = $2, evidence = $3::jsonb
-               WHERE rule = $1 AND cleared_at IS NULL""",
-            rule,
-            at,
-            json.dumps(evidence),
-        )
-        return "cleared" if status != "UPDATE 0" else None
-    status = await conn.execute(
-        """UPDATE service_alert SET updated_at = $2, evidence = $3::jsonb, explanation_en = $4, explanation_zh = $5
-           WHERE rule = $1 AND cleared_at IS NULL""",
-        rule,
-        at,
-        json.dumps(evidence),
-        en,
-        zh,
+#: transaction-level advisory lock of the ingest-workers sweep ("SWIW"): with several analysis
+#: processes one writes at a time, and none races another to open a mine's alert
+INGEST_WORKERS_LOCK = 0x5357_4957
+
+
+async def try_lock(conn: Conn) -> bool:
+    """Call in a transaction; False when another analysis process holds the sweep right now."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", INGEST_WORKERS_LOCK))
+
+
+@dataclass(frozen=True, slots=True)
+class MineRow:
+    mine_id: int
+    code: str
+    region_code: str
+    first_site_id: int
+
+
+async def mines(conn: Conn) -> list[MineRow]:
+    """Every mine that has a site (an alert belongs to a site): each gets the alert."""
+    rows = await conn.fetch(
+        """SELECT m.id, m.code, m.region_code, min(si.id) AS site_id
+           FROM mine m JOIN site si ON si.mine_id = m.id GROUP BY m.id ORDER BY m.id"""
     )
-    if status != "UPDATE 0":
-        return None
-    await conn.execute(
-        """INSERT INTO service_alert (rule, opened_at, updated_at, evidence, explanation_en, explanation_zh)
-           VALUES ($1, $2, $2, $3::jsonb, $4, $5)""",
-        rule,
-        at,
-        json.dumps(evidence),
-        en,
-        zh,
-    )
-    return "opened"
+    return [MineRow(r["id"], r["code"], r["region_code"], r["site_id"]) for r in rows]

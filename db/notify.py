@@ -56,7 +56,7 @@ class AlertInfo:
     explanation_zh: str
     #: the site's evacuation instruction (停产撤人) from the registry
     evacuation: str | None
-    #: 'facility:<code>', 'mine' or 'analysis' for an alert of no single sensor
+    #: 'facility:<code>', 'mine', 'analysis' or 'ingest' for an alert of no single sensor
     subject: str | None = None
 
 
