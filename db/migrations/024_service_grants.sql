@@ -17,5 +17,6 @@ GRANT INSERT, UPDATE ON subject_rule_state TO slopewatch_analyze;
 -- 018 sensor_reference (append-only history): the analysis records first-reading references,
 --     the API re-baselines (chained as a correction); neither may change or delete one.
 GRANT INSERT ON sensor_reference TO slopewatch_analyze, slopewatch_api;
--- 019 a correction or re-baseline marks the sensor for evaluation in its own transaction.
-GRANT INSERT, UPDATE ON sensor_dirty TO slopewatch_api;
+-- 019 a correction or re-baseline marks the sensor for evaluation in its own transaction
+--     (the dirty mark's trigger also queues the sensor for the sealer, as ingest's does).
+GRANT INSERT, UPDATE ON sensor_dirty, seal_pending TO slopewatch_api;
