@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
@@ -111,7 +110,9 @@ def spec_of(row: SensorRow, refs: Mapping[str, Reference] | None = None) -> Sens
     )
 
 
-def build_window(records: list[asyncpg.Record], channels: tuple[str, ...], now_s: float) -> SensorWindow:
+def build_window(
+    records: list[asyncpg.Record], channels: tuple[str, ...], now_s: float, judged_until_s: float | None = None
+) -> SensorWindow:
     """Rows (channel, t_s, value) of one sensor, ordered by time, to aligned arrays."""
     times = np.fromiter((r["t_s"] for r in records), dtype=np.float64, count=len(records))
     t_s = np.unique(times)
@@ -124,7 +125,7 @@ def build_window(records: list[asyncpg.Record], channels: tuple[str, ...], now_s
         if ch in values:
             sel = np.asarray(rows, dtype=np.intp)
             values[ch][index[sel]] = np.fromiter((records[i]["value"] for i in rows), dtype=np.float64, count=len(rows))
-    return SensorWindow(t_s=t_s, values=values, now_s=now_s)
+    return SensorWindow(t_s=t_s, values=values, now_s=now_s, judged_until_s=judged_until_s)
 
 
 class AnalysisWorker:
@@ -271,12 +272,11 @@ class AnalysisWorker:
             # (a backlog after an outage is old but fresh). The clock is its newest reading.
             batch.append((d, row))
             spec = spec_of(row, sensor_refs)
-            window_now = build_window(records, row.channels, records[-1]["t_s"])
             # The detector re-judges the hours a previous evaluation has not seen (a judgement
             # from scratch equals the one held hour by hour); late data and corrections
             # re-judge them all.
             judged = None if d.late or d.causes else self._judged_until.get(d.sensor_id)
-            inputs.append((spec, dataclasses.replace(window_now, judged_until_s=judged)))
+            inputs.append((spec, build_window(records, row.channels, records[-1]["t_s"], judged)))
             if d.causes:
                 raw = [r for r in all_by_sensor.get(d.sensor_id, []) if r["t_s"] >= start_s]
                 uncorrected.append((spec, build_window(raw, row.channels, raw[-1]["t_s"])))

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 MAX_FINDINGS_SHOWN = 20
 
 
-def _time(text: str) -> datetime:
+def iso_time(text: str) -> datetime:
     t = datetime.fromisoformat(text)
     if t.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +08:00")
@@ -36,8 +36,8 @@ def _time(text: str) -> datetime:
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mine", help="only this mine's sensors")
     parser.add_argument("--sensor", help="only sensors with this code")
-    parser.add_argument("--since", type=_time, help="ISO 8601 with offset (default: the sensor's first data)")
-    parser.add_argument("--until", type=_time, help="ISO 8601 with offset, exclusive (default: now)")
+    parser.add_argument("--since", type=iso_time, help="ISO 8601 with offset (default: the sensor's first data)")
+    parser.add_argument("--until", type=iso_time, help="ISO 8601 with offset, exclusive (default: now)")
     parser.add_argument(
         "--unsealed-after-h",
         type=float,

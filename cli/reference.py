@@ -7,7 +7,7 @@ import argparse
 import math
 import sys
 
-from cli.integrity import _time
+from cli.integrity import iso_time
 from core.settings import Settings
 from db import references
 from db.pool import Conn, connect
@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     put.add_argument("mine")
     put.add_argument("sensor")
-    put.add_argument("--since", type=_time, required=True, help="measurement time of the new installation (ISO 8601)")
+    put.add_argument(
+        "--since", type=iso_time, required=True, help="measurement time of the new installation (ISO 8601)"
+    )
     put.add_argument(
         "--value",
         type=_value,
