@@ -193,32 +193,27 @@ class Watchdog:
         #: mines with sensors, and their online counts as of the last offline pass
         self._mines: dict[int, MineMonitoring] = {}
         self._offline: list[str] = []
-        #: False once the database refused this process' writes: it then only judges
-        self.writes = True
+        #: whether this process' database login may raise alerts and notify (asked once);
+        #: if not, it only judges
+        self.writes: bool | None = None
 
     async def check(self, *, offline: bool = True) -> WatchdogStatus | None:
         """One pass; None when another process holds the watchdog's lock right now.
 
         offline: also recount every mine's sensors for monitoring.offline (the costly part:
         ``run`` does it once a minute, the heartbeat every poll)."""
-        if self.writes:
-            try:
-                return await self._check(offline=offline)
-            except asyncpg.InsufficientPrivilegeError as exc:
-                # The API's least-privilege login (slopewatch_api) may not write alerts: judge
-                # here for /health and the pages' banner, and leave the alerts to
-                # `slopewatch watchdog`, run with the analysis' login (docs/deploy.md).
-                logger.warning(
-                    "watchdog: this process' database login may not write alerts (%s): it only reports "
-                    "here; run `slopewatch watchdog` with the analysis login to raise the alerts",
-                    exc,
-                )
-                self.writes = False
-        return await self._check(offline=offline)
-
-    async def _check(self, *, offline: bool) -> WatchdogStatus | None:
         max_lag = self._settings.watchdog_max_lag_s
         async with self._pool.acquire(timeout=10) as conn, conn.transaction():
+            if self.writes is None:
+                # The API's least-privilege login (slopewatch_api) may not write alerts nor
+                # notify: it then judges for /health and the pages' banner, and leaves the
+                # alerts to `slopewatch watchdog`, run with the analysis' login (docs/deploy.md).
+                self.writes = await db.may_raise_alerts(conn)
+                if not self.writes:
+                    logger.warning(
+                        "watchdog: this process' database login may not write alerts or notifications: it only "
+                        "reports here; run `slopewatch watchdog` with the analysis login to raise the alerts"
+                    )
             if self.writes and not await db.try_lock(conn):
                 return None
             fresh = await db.freshness(conn, alive_s=max_lag)
@@ -254,7 +249,7 @@ class Watchdog:
                     await apply_results(
                         conn, target, (result,), dwell_s=0.0, retroactive=False, label=f"mine={m.code} {subject}"
                     )
-        await self._standby_notifier(j.state == "dead" and self.writes)
+        await self._standby_notifier(j.state == "dead" and bool(self.writes))
         self.status = WatchdogStatus(
             analysis=j.state,
             heartbeat_age_s=j.heartbeat_age_s,

@@ -94,3 +94,13 @@ async def try_lock(conn: Conn) -> bool:
     """Take the watchdog's transaction-level advisory lock (call in a transaction): one API
     process writes the watchdog's alerts at a time."""
     return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", WATCHDOG_LOCK))
+
+
+async def may_raise_alerts(conn: Conn) -> bool:
+    """Whether this login may open alerts and queue their notifications (the analysis' and the
+    watchdog's login may; the API's least-privilege login may not)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT has_table_privilege('alert', 'INSERT') AND has_table_privilege('notify_outbox', 'INSERT')"
+        )
+    )
