@@ -27,6 +27,7 @@ from db.registry import load_registry as store_registry
 from ingest.metrics import IngestMetrics
 from ingest.service import IngestService
 from notify import Notifier
+from simulators.publisher import BrokerRefused
 
 ENV_HELP = """environment:
   DATABASE_URL            postgresql://user:pass@host:5432/db (unset: an embedded PostgreSQL in the data directory)
@@ -144,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_dispatch(args, settings))
     except (DatabaseUnavailable, MigrationError, RegistryError) as exc:
         print(f"slopewatch: {exc}", file=sys.stderr)
+        return 1
+    except BrokerRefused as exc:
+        print(f"slopewatch {args.command}: {exc}", file=sys.stderr)
         return 1
     except (KeyFileError, HeadsFileError) as exc:
         print(f"slopewatch {args.command}: {exc}", file=sys.stderr)

@@ -35,12 +35,27 @@ from typing import Any, Final
 import aiomqtt
 import numpy as np
 import numpy.typing as npt
+from aiomqtt.exceptions import MqttConnectError
 
 from core.settings import MqttTarget
 from core.wire import RejectReason, WireReading, encode_readings, readings_topic
 from simulators.scenarios import FloatArray, GroundTruth
 
 logger = logging.getLogger(__name__)
+
+#: CONNACK codes that no retry can cure: bad user or password, not authorised (MQTT 3.1.1: 4, 5;
+#: MQTT 5: 0x86, 0x87, 0x85 client identifier not valid)
+_REFUSED = frozenset({4, 5, 0x85, 0x86, 0x87})
+
+
+class BrokerRefused(Exception):
+    """The broker refused the publisher's login; the message says what to check."""
+
+
+def _rc(exc: MqttConnectError) -> int:
+    rc = exc.rc
+    return rc if isinstance(rc, int) else int(rc.value) if rc is not None else -1
+
 
 IntArray = npt.NDArray[np.int64]
 
@@ -285,6 +300,13 @@ class Publisher:
                     logger.info("publisher finished %s", _kv(self.stats.as_dict()))
                     return self.stats
             except aiomqtt.MqttError as exc:
+                if isinstance(exc, MqttConnectError) and _rc(exc) in _REFUSED:
+                    # Retrying a refused login cannot help: say so once, and stop.
+                    raise BrokerRefused(
+                        f"the broker at {self.target.host}:{self.target.port} refused the login ({exc}): check the "
+                        f"user, the password and the client id ({self.client_id or self.target.username or 'random'}; "
+                        "each account is bound to its own)"
+                    ) from exc
                 self.stats.reconnects += 1
                 wait = delay * random.uniform(0.5, 1.5)
                 logger.warning(
@@ -309,7 +331,9 @@ class Publisher:
             self.target.port,
             username=self.target.username,
             password=self.target.password,
-            identifier=self.client_id,
+            # A gateway's account is bound to one client id, its username (dynamic security):
+            # without --client-id, that is the one to present.
+            identifier=self.client_id or self.target.username,
             tls_params=aiomqtt.TLSParameters() if self.target.tls else None,
             max_inflight_messages=self.max_inflight,
             timeout=self._publish_timeout_s,
