@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from api.errors import BadRequest
 
@@ -38,6 +39,26 @@ def instant(value: datetime) -> datetime:
     if utc is None or not EARLIEST <= utc <= LATEST:
         raise ValueError(f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
     return utc
+
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def iso_text(value: object) -> object:
+    """For a pydantic ``BeforeValidator``: a time must be ISO 8601 text. Pydantic would read a
+    number, or a numeric string such as ``?end=100.0``, as seconds since 1970; the schema
+    promises a date-time, so a number is refused rather than quietly taken for 1970."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO 8601 date-time such as 2026-11-30T18:00:00+08:00, not a number")
+    return value
+
+
+#: A time in a query or body: ISO 8601 text only (no epoch numbers). Offsets are checked
+#: where it is used, with a message naming the parameter.
+IsoTime = Annotated[datetime, BeforeValidator(iso_text)]
+
+#: A time in a body: ISO 8601 text with an offset, within :data:`EARLIEST`..:data:`LATEST`, in UTC.
+Aware = Annotated[IsoTime, AfterValidator(instant)]
 
 
 def encode_cursor(*parts: Any) -> str:

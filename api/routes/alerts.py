@@ -13,7 +13,7 @@ from api.auth import Principal, PrincipalDep, narrow
 from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import Cursor
-from api.schemas import Alert, AlertEvent, FiveFixedOut, Page, decode_cursor, encode_cursor
+from api.schemas import Alert, AlertEvent, FiveFixedOut, IsoTime, Page, decode_cursor, encode_cursor
 from api.scope import MineQuery, RegionQuery
 from core.model import Level
 from db import queries
@@ -56,8 +56,8 @@ async def list_alerts(
     ] = None,
     mine: MineQuery = None,
     rule: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[datetime | None, Query(description="changed at or after (ISO 8601 with offset)")] = None,
-    until: Annotated[datetime | None, Query(description="changed before (ISO 8601 with offset)")] = None,
+    since: Annotated[IsoTime | None, Query(description="changed at or after (ISO 8601 with offset)")] = None,
+    until: Annotated[IsoTime | None, Query(description="changed before (ISO 8601 with offset)")] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[Alert]:

@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from api.auth import Principal, PrincipalDep, Role, narrow
 from api.deps import ConnDep
 from api.errors import BadRequest, Conflict, Forbidden, NotFound
 from api.routes.alerts import AlertId, alert_schema, visible_alert
-from api.schemas import Alert, instant
+from api.schemas import Alert, Aware
 from api.scope import MineQuery, RegionQuery
 from core.model import Level, region_prefix
 from db import handling, queries
@@ -26,7 +26,6 @@ from db.pool import Conn
 router = APIRouter(tags=["handling"])
 
 
-Aware = Annotated[datetime, AfterValidator(instant)]
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 
 

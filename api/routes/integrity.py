@@ -8,14 +8,14 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from api.auth import PrincipalDep, Role, narrow, visible_mine
 from api.caps import ExpensiveRead
 from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import CodePath, Cursor
-from api.schemas import EARLIEST, LATEST, Page, decode_cursor, encode_cursor, instant
+from api.schemas import EARLIEST, LATEST, Aware, IsoTime, Page, decode_cursor, encode_cursor
 from api.scope import MineQuery, RegionQuery
 from db import heads as signed_heads
 from db import integrity, queries, references
@@ -140,8 +140,8 @@ def window(start: datetime | None, end: datetime | None, max_window: timedelta) 
     return start_t, end_t
 
 
-Start = Annotated[datetime | None, Query(description="ISO 8601 with offset; default end - 1 day")]
-End = Annotated[datetime | None, Query(description="ISO 8601 with offset, exclusive; default now")]
+Start = Annotated[IsoTime | None, Query(description="ISO 8601 with offset; default end - 1 day")]
+End = Annotated[IsoTime | None, Query(description="ISO 8601 with offset, exclusive; default now")]
 
 
 @router.get(
@@ -272,9 +272,6 @@ async def verify_mine(
         conn, prefix=scope.prefix, mine_code=mine, site_code=None, kind=None, after=None, limit=10_000
     )
     return [report_schema(mine, r["code"], await integrity.verify_sensor(conn, r["id"], start_t, end_t)) for r in rows]
-
-
-Aware = Annotated[datetime, AfterValidator(instant)]
 
 
 class CorrectionIn(BaseModel):

@@ -13,7 +13,7 @@ from api.caps import ExpensiveRead
 from api.deps import ConnDep
 from api.errors import BadRequest, NotFound
 from api.routes.registry import CodePath, Cursor
-from api.schemas import Bucket, LatestValue, RawReading, Readings, decode_cursor, encode_cursor
+from api.schemas import Bucket, IsoTime, LatestValue, RawReading, Readings, decode_cursor, encode_cursor
 from db import queries
 
 router = APIRouter(tags=["readings"])
@@ -62,8 +62,8 @@ async def readings(
     mine: CodePath,
     sensor: CodePath,
     _slot: ExpensiveRead,
-    start: Annotated[datetime | None, Query(description="ISO 8601 with offset; default end - 1 day")] = None,
-    end: Annotated[datetime | None, Query(description="ISO 8601 with offset, exclusive; default now")] = None,
+    start: Annotated[IsoTime | None, Query(description="ISO 8601 with offset; default end - 1 day")] = None,
+    end: Annotated[IsoTime | None, Query(description="ISO 8601 with offset, exclusive; default now")] = None,
     channel: Annotated[list[str] | None, Query(max_length=64, description="repeat for several channels")] = None,
     bucket: Annotated[str, Query(max_length=12, description="raw, or a width: 300s, 15m, 1h, 1d")] = "raw",
     cursor: Cursor = None,

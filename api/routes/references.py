@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 from api.auth import PrincipalDep, Role
 from api.deps import ConnDep
 from api.errors import BadRequest
-from api.routes.integrity import Aware, SensorDep
+from api.routes.integrity import SensorDep
+from api.schemas import Aware
 from db import references
 from db.references import Reference
 
